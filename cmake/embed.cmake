@@ -1,0 +1,1 @@
+# Placeholder for embedding files (SQL migrations, OpenAPI document) into the binary.

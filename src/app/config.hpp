@@ -1,0 +1,65 @@
+#pragma once
+// Typed, validated settings. Each setting has an MTAPI_* environment variable and a command-line
+// flag; the flag wins. An invalid value raises ConfigError with one line that names the setting.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "http/server.hpp"
+#include "obs/log.hpp"
+
+namespace mtapi::app {
+
+struct ConfigError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+struct SettingSpec {
+    std::string_view env;       // MTAPI_LISTEN
+    std::string_view flag;      // listen  (→ --listen)
+    std::string_view fallback;  // default as text; empty: unset
+    std::string_view help;
+};
+
+// Every setting mtapi reads, in the order the README documents them.
+const std::vector<SettingSpec>& settings();
+
+struct Config {
+    std::string listen_host = "127.0.0.1";
+    std::uint16_t listen_port = 8000;
+    unsigned threads = 1;
+    std::size_t max_header_bytes = 16 * 1024;
+    std::size_t max_body_bytes = 1024 * 1024;
+    std::chrono::milliseconds read_timeout{10'000};
+    std::chrono::milliseconds idle_timeout{60'000};
+    std::chrono::milliseconds drain_timeout{15'000};
+    obs::Level log_level = obs::Level::info;
+    bool access_log = true;
+    bool test_endpoints = false;
+
+    http::ServerOptions server_options() const;
+};
+
+using EnvLookup = std::function<std::optional<std::string>(std::string_view name)>;
+
+// Reads every setting: `overrides` (keyed by env name, from the command line) first, then the
+// environment, then the default.
+Config load_config(const EnvLookup& env, const std::map<std::string, std::string>& overrides = {});
+
+EnvLookup process_env();
+
+// Value parsers, exposed for tests. Each throws ConfigError naming `name`.
+std::chrono::milliseconds parse_duration(std::string_view name, std::string_view text);  // 10s, 500ms, 2m, 1h
+std::size_t parse_size(std::string_view name, std::string_view text);                    // 1048576, 16KiB, 1MiB
+bool parse_bool(std::string_view name, std::string_view text);  // true/false, on/off, 1/0, yes/no
+std::uint64_t parse_uint(std::string_view name, std::string_view text, std::uint64_t min, std::uint64_t max);
+void parse_listen(std::string_view name, std::string_view text, std::string& host, std::uint16_t& port);
+
+}  // namespace mtapi::app

@@ -1,0 +1,59 @@
+#include "app/routes.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <charconv>
+
+#include "http/problem.hpp"
+
+namespace mtapi::app {
+namespace {
+
+namespace asio = boost::asio;
+using http::Method;
+using http::RequestContext;
+using http::Response;
+
+asio::awaitable<Response> health(RequestContext&) {
+    co_return Response::json(200, R"({"status":"ok"})");
+}
+
+asio::awaitable<Response> ready(RequestContext&) {
+    co_return Response::json(200, R"({"status":"ready","checks":{}})");
+}
+
+// Holds the request for ?ms= milliseconds; lets the test suites keep requests in flight.
+asio::awaitable<Response> test_sleep(RequestContext& ctx) {
+    auto ms_text = ctx.query_param("ms").value_or("0");
+    unsigned ms = 0;
+    auto [p, ec] = std::from_chars(ms_text.data(), ms_text.data() + ms_text.size(), ms);
+    if (ec != std::errc() || p != ms_text.data() + ms_text.size() || ms > 60'000)
+        throw http::Problem::bad_request("Query parameter 'ms' must be an integer from 0 to 60000.");
+    asio::steady_timer timer(co_await asio::this_coro::executor, std::chrono::milliseconds(ms));
+    co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    co_return Response::json(200, "{\"slept_ms\":" + std::to_string(ms) + "}");
+}
+
+asio::awaitable<Response> test_echo(RequestContext& ctx) {
+    co_return Response::json(200, "{\"bytes\":" + std::to_string(ctx.body.size()) + "}");
+}
+
+}  // namespace
+
+std::shared_ptr<http::Router> build_router(const Config& config, std::shared_ptr<obs::MetricsRegistry> registry) {
+    auto router = std::make_shared<http::Router>();
+    router->add(Method::get, "/health", health);
+    router->add(Method::get, "/ready", ready);
+    router->add(Method::get, "/metrics", [registry](RequestContext&) -> asio::awaitable<Response> {
+        co_return Response::text(200, "text/plain; version=0.0.4; charset=utf-8", registry->render());
+    });
+    if (config.test_endpoints) {
+        router->add(Method::get, "/__test/sleep", test_sleep);
+        router->add(Method::post, "/__test/echo", test_echo);
+    }
+    return router;
+}
+
+}  // namespace mtapi::app

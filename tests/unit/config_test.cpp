@@ -1,0 +1,107 @@
+#include "app/config.hpp"
+
+#include <gtest/gtest.h>
+
+using namespace mtapi::app;
+using namespace std::chrono_literals;
+
+namespace {
+
+EnvLookup env_of(std::map<std::string, std::string> vars) {
+    return [vars = std::move(vars)](std::string_view name) -> std::optional<std::string> {
+        auto it = vars.find(std::string(name));
+        if (it == vars.end()) return std::nullopt;
+        return it->second;
+    };
+}
+
+std::string error_of(std::map<std::string, std::string> vars) {
+    try {
+        load_config(env_of(std::move(vars)));
+    } catch (const ConfigError& e) {
+        return e.what();
+    }
+    return "";
+}
+
+}  // namespace
+
+TEST(Config, defaults_match_the_documentation) {
+    Config c = load_config(env_of({}));
+    EXPECT_EQ(c.listen_host, "127.0.0.1");
+    EXPECT_EQ(c.listen_port, 8000);
+    EXPECT_GE(c.threads, 1u);
+    EXPECT_EQ(c.max_header_bytes, 16u * 1024);
+    EXPECT_EQ(c.max_body_bytes, 1024u * 1024);
+    EXPECT_EQ(c.read_timeout, 10s);
+    EXPECT_EQ(c.idle_timeout, 60s);
+    EXPECT_EQ(c.drain_timeout, 15s);
+    EXPECT_TRUE(c.access_log);
+    EXPECT_FALSE(c.test_endpoints);
+}
+
+TEST(Config, reads_environment) {
+    Config c = load_config(env_of({{"MTAPI_LISTEN", "0.0.0.0:9000"},
+                                   {"MTAPI_THREADS", "3"},
+                                   {"MTAPI_MAX_BODY_BYTES", "64KiB"},
+                                   {"MTAPI_READ_TIMEOUT", "500ms"},
+                                   {"MTAPI_IDLE_TIMEOUT", "2m"},
+                                   {"MTAPI_ACCESS_LOG", "off"},
+                                   {"MTAPI_LOG_LEVEL", "warn"}}));
+    EXPECT_EQ(c.listen_host, "0.0.0.0");
+    EXPECT_EQ(c.listen_port, 9000);
+    EXPECT_EQ(c.threads, 3u);
+    EXPECT_EQ(c.max_body_bytes, 64u * 1024);
+    EXPECT_EQ(c.read_timeout, 500ms);
+    EXPECT_EQ(c.idle_timeout, 120s);
+    EXPECT_FALSE(c.access_log);
+    EXPECT_EQ(c.log_level, mtapi::obs::Level::warn);
+}
+
+TEST(Config, command_line_overrides_environment) {
+    Config c =
+        load_config(env_of({{"MTAPI_LISTEN", "0.0.0.0:9000"}, {"MTAPI_THREADS", "3"}}), {{"MTAPI_THREADS", "5"}});
+    EXPECT_EQ(c.threads, 5u);
+    EXPECT_EQ(c.listen_port, 9000);
+}
+
+TEST(Config, accepts_ipv6_listen_address) {
+    Config c = load_config(env_of({{"MTAPI_LISTEN", "[::1]:0"}}));
+    EXPECT_EQ(c.listen_host, "::1");
+    EXPECT_EQ(c.listen_port, 0);
+}
+
+TEST(Config, invalid_values_name_the_setting_and_the_expectation) {
+    EXPECT_EQ(error_of({{"MTAPI_THREADS", "abc"}}), "invalid MTAPI_THREADS='abc': expected an integer from 1 to 256");
+    EXPECT_EQ(error_of({{"MTAPI_THREADS", "0"}}), "invalid MTAPI_THREADS='0': expected an integer from 1 to 256");
+    EXPECT_NE(error_of({{"MTAPI_LISTEN", "8000"}}).find("MTAPI_LISTEN"), std::string::npos);
+    EXPECT_NE(error_of({{"MTAPI_LISTEN", "host:99999"}}).find("MTAPI_LISTEN"), std::string::npos);
+    EXPECT_NE(error_of({{"MTAPI_LISTEN", "::1:80"}}).find("MTAPI_LISTEN"), std::string::npos);
+    EXPECT_NE(error_of({{"MTAPI_READ_TIMEOUT", "10 parsecs"}}).find("MTAPI_READ_TIMEOUT"), std::string::npos);
+    EXPECT_NE(error_of({{"MTAPI_READ_TIMEOUT", "0s"}}).find("MTAPI_READ_TIMEOUT"), std::string::npos);
+    EXPECT_NE(error_of({{"MTAPI_MAX_BODY_BYTES", "-1"}}).find("MTAPI_MAX_BODY_BYTES"), std::string::npos);
+    EXPECT_NE(error_of({{"MTAPI_MAX_BODY_BYTES", "1GB"}}).find("MTAPI_MAX_BODY_BYTES"), std::string::npos);
+    EXPECT_NE(error_of({{"MTAPI_ACCESS_LOG", "maybe"}}).find("MTAPI_ACCESS_LOG"), std::string::npos);
+    EXPECT_NE(error_of({{"MTAPI_LOG_LEVEL", "loud"}}).find("MTAPI_LOG_LEVEL"), std::string::npos);
+    EXPECT_NE(error_of({{"MTAPI_MAX_HEADER_BYTES", "100"}}).find("MTAPI_MAX_HEADER_BYTES"), std::string::npos);
+}
+
+TEST(Config, error_message_is_a_single_line) {
+    std::string e = error_of({{"MTAPI_THREADS", "x\ny"}});
+    ASSERT_FALSE(e.empty());
+    // The value is echoed as given; the message itself adds no line breaks.
+    EXPECT_EQ(std::count(e.begin(), e.end(), '\n'), 1);
+}
+
+TEST(Config, parses_durations_and_sizes) {
+    EXPECT_EQ(parse_duration("X", "250ms"), 250ms);
+    EXPECT_EQ(parse_duration("X", "3"), 3s);
+    EXPECT_EQ(parse_duration("X", "1h"), 3600s);
+    EXPECT_THROW(parse_duration("X", "ms"), ConfigError);
+    EXPECT_THROW(parse_duration("X", "1.5s"), ConfigError);
+    EXPECT_EQ(parse_size("X", "1MiB"), 1024u * 1024);
+    EXPECT_EQ(parse_size("X", "100"), 100u);
+    EXPECT_THROW(parse_size("X", ""), ConfigError);
+    EXPECT_TRUE(parse_bool("X", "yes"));
+    EXPECT_FALSE(parse_bool("X", "0"));
+}

@@ -1,0 +1,48 @@
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "obs/log.hpp"
+#include "util/uuid.hpp"
+
+using namespace mtapi;
+
+TEST(Uuid, v7_has_version_and_variant_bits) {
+    auto id = util::uuid_v7();
+    EXPECT_EQ(id[6] >> 4, 7);
+    EXPECT_EQ(id[8] >> 6, 2);
+}
+
+TEST(Uuid, v7_ids_from_one_thread_are_strictly_increasing) {
+    auto prev = util::uuid_v7();
+    for (int i = 0; i < 20000; ++i) {
+        auto next = util::uuid_v7();
+        ASSERT_LT(prev, next);
+        prev = next;
+    }
+}
+
+TEST(Uuid, round_trips_through_text) {
+    auto id = util::uuid_v7();
+    auto text = util::to_string(id);
+    EXPECT_EQ(text.size(), 36u);
+    auto parsed = util::parse_uuid(text);
+    ASSERT_TRUE(parsed.has_value());
+    EXPECT_EQ(*parsed, id);
+    EXPECT_EQ(util::to_hex(id).size(), 32u);
+}
+
+TEST(Uuid, rejects_non_canonical_text) {
+    EXPECT_FALSE(util::parse_uuid(""));
+    EXPECT_FALSE(util::parse_uuid("not-a-uuid"));
+    EXPECT_FALSE(util::parse_uuid("0190a6f27c1e7a4b8c3d1234567890ab"));
+    EXPECT_FALSE(util::parse_uuid("0190a6f2-7c1e-7a4b-8c3d-1234567890ag"));
+    EXPECT_FALSE(util::parse_uuid("{0190a6f2-7c1e-7a4b-8c3d-1234567890a}"));
+    EXPECT_TRUE(util::parse_uuid("0190A6F2-7C1E-7A4B-8C3D-1234567890AB"));
+}
+
+TEST(JsonString, escapes_controls_and_replaces_invalid_utf8) {
+    std::string out;
+    obs::append_json_string(out, std::string("a\"\\\n\x01\xff\xe2\x82\xac", 9));
+    EXPECT_EQ(out, "\"a\\\"\\\\\\n\\u0001\\ufffd\xe2\x82\xac\"");
+}
