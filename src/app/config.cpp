@@ -2,7 +2,10 @@
 
 #include <charconv>
 #include <cstdlib>
+#include <functional>
 #include <thread>
+
+#include "app/app.hpp"
 
 namespace mtapi::app {
 namespace {
@@ -37,6 +40,16 @@ const std::vector<SettingSpec>& settings() {
         {"MTAPI_DRAIN_TIMEOUT", "drain-timeout", "15s", "on SIGTERM, time in-flight requests get to finish"},
         {"MTAPI_LOG_LEVEL", "log-level", "info", "debug, info, warn or error"},
         {"MTAPI_ACCESS_LOG", "access-log", "on", "one JSON line per request (on/off)"},
+        {"MTAPI_DATABASE_URL", "database-url", "",
+         "PostgreSQL URL of the login role (required), e.g. postgresql://mtapi@127.0.0.1:5432/mtapi"},
+        {"MTAPI_DB_POOL_SIZE", "db-pool-size", "8", "PostgreSQL connections per worker thread, 1-100"},
+        {"MTAPI_DB_TIMEOUT", "db-timeout", "5s", "deadline for one database operation (acquire, query)"},
+        {"MTAPI_MIGRATE_CONCURRENCY", "migrate-concurrency", "4",
+         "tenant schemas migrated at once by mtapi migrate, 1-64"},
+        {"MTAPI_HASH_THREADS", "hash-threads", "2", "threads hashing passwords (argon2id), 1-64"},
+        {"MTAPI_HASH_QUEUE", "hash-queue", "64", "password hashes that may wait for a thread; beyond → 503"},
+        {"MTAPI_ARGON2_T", "argon2-t", "2", "argon2id passes (t), 2-10"},
+        {"MTAPI_ARGON2_M", "argon2-m", "19MiB", "argon2id memory (m), 19MiB-1GiB"},
         {"MTAPI_TEST_ENDPOINTS", "test-endpoints", "off",
          "serve /__test/* endpoints used by the test suites (never in production)"},
     };
@@ -135,34 +148,64 @@ Config load_config(const EnvLookup& env, const std::map<std::string, std::string
         if (s.env == "MTAPI_THREADS") return default_threads();
         return std::string(s.fallback);
     };
+    using Setter = std::function<void(Config&, std::string_view, const std::string&)>;
+    static const std::map<std::string_view, Setter> kSetters = {
+        {"MTAPI_LISTEN", [](Config& c, auto n, auto& v) { parse_listen(n, v, c.listen_host, c.listen_port); }},
+        {"MTAPI_THREADS",
+         [](Config& c, auto n, auto& v) { c.threads = static_cast<unsigned>(parse_uint(n, v, 1, 256)); }},
+        {"MTAPI_MAX_HEADER_BYTES", [](Config& c, auto n, auto& v) { c.max_header_bytes = parse_size(n, v); }},
+        {"MTAPI_MAX_BODY_BYTES", [](Config& c, auto n, auto& v) { c.max_body_bytes = parse_size(n, v); }},
+        {"MTAPI_READ_TIMEOUT", [](Config& c, auto n, auto& v) { c.read_timeout = parse_duration(n, v); }},
+        {"MTAPI_IDLE_TIMEOUT", [](Config& c, auto n, auto& v) { c.idle_timeout = parse_duration(n, v); }},
+        {"MTAPI_DRAIN_TIMEOUT", [](Config& c, auto n, auto& v) { c.drain_timeout = parse_duration(n, v); }},
+        {"MTAPI_LOG_LEVEL",
+         [](Config& c, auto n, auto& v) {
+             if (!obs::parse_level(v, c.log_level)) invalid(n, v, "debug, info, warn or error");
+         }},
+        {"MTAPI_ACCESS_LOG", [](Config& c, auto n, auto& v) { c.access_log = parse_bool(n, v); }},
+        {"MTAPI_DATABASE_URL", [](Config& c, auto, auto& v) { c.database_url = v; }},
+        {"MTAPI_DB_POOL_SIZE", [](Config& c, auto n, auto& v) { c.db_pool_size = parse_uint(n, v, 1, 100); }},
+        {"MTAPI_DB_TIMEOUT", [](Config& c, auto n, auto& v) { c.db_timeout = parse_duration(n, v); }},
+        {"MTAPI_MIGRATE_CONCURRENCY",
+         [](Config& c, auto n, auto& v) { c.migrate_concurrency = static_cast<unsigned>(parse_uint(n, v, 1, 64)); }},
+        {"MTAPI_HASH_THREADS",
+         [](Config& c, auto n, auto& v) { c.hash_threads = static_cast<unsigned>(parse_uint(n, v, 1, 64)); }},
+        {"MTAPI_HASH_QUEUE", [](Config& c, auto n, auto& v) { c.hash_queue = parse_uint(n, v, 1, 100000); }},
+        {"MTAPI_ARGON2_T", [](Config& c, auto n, auto& v) { c.argon2_t = parse_uint(n, v, 2, 10); }},
+        {"MTAPI_ARGON2_M",
+         [](Config& c, auto n, auto& v) {
+             c.argon2_m = parse_size(n, v);
+             if (c.argon2_m < 19u * 1024u * 1024u || c.argon2_m > 1024u * 1024u * 1024u)
+                 invalid(n, v, "a size from 19MiB to 1024MiB");
+         }},
+        {"MTAPI_TEST_ENDPOINTS", [](Config& c, auto n, auto& v) { c.test_endpoints = parse_bool(n, v); }},
+    };
     Config c;
     for (const auto& s : settings()) {
-        const std::string value = get(s);
-        const std::string_view n = s.env;
-        if (n == "MTAPI_LISTEN")
-            parse_listen(n, value, c.listen_host, c.listen_port);
-        else if (n == "MTAPI_THREADS")
-            c.threads = static_cast<unsigned>(parse_uint(n, value, 1, 256));
-        else if (n == "MTAPI_MAX_HEADER_BYTES")
-            c.max_header_bytes = parse_size(n, value);
-        else if (n == "MTAPI_MAX_BODY_BYTES")
-            c.max_body_bytes = parse_size(n, value);
-        else if (n == "MTAPI_READ_TIMEOUT")
-            c.read_timeout = parse_duration(n, value);
-        else if (n == "MTAPI_IDLE_TIMEOUT")
-            c.idle_timeout = parse_duration(n, value);
-        else if (n == "MTAPI_DRAIN_TIMEOUT")
-            c.drain_timeout = parse_duration(n, value);
-        else if (n == "MTAPI_LOG_LEVEL") {
-            if (!obs::parse_level(value, c.log_level)) invalid(n, value, "debug, info, warn or error");
-        } else if (n == "MTAPI_ACCESS_LOG")
-            c.access_log = parse_bool(n, value);
-        else if (n == "MTAPI_TEST_ENDPOINTS")
-            c.test_endpoints = parse_bool(n, value);
+        auto it = kSetters.find(s.env);
+        if (it == kSetters.end()) throw std::logic_error("setting without a parser: " + std::string(s.env));
+        it->second(c, s.env, get(s));
     }
     if (c.max_header_bytes < 1024)
         invalid("MTAPI_MAX_HEADER_BYTES", std::to_string(c.max_header_bytes), "at least 1KiB");
     return c;
+}
+
+pg::PoolOptions pool_options(const Config& config) {
+    pg::PoolOptions o;
+    o.connect.url = config.database_url;
+    o.size = config.db_pool_size;
+    o.acquire_timeout = config.db_timeout;
+    return o;
+}
+
+auth::HashParams hash_params(const Config& config) {
+    return {config.argon2_t, config.argon2_m};
+}
+
+void require_database(const Config& config) {
+    if (config.database_url.empty())
+        throw ConfigError("MTAPI_DATABASE_URL is not set: expected the PostgreSQL URL of the login role");
 }
 
 http::ServerOptions Config::server_options() const {

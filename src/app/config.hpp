@@ -44,6 +44,16 @@ struct Config {
     bool access_log = true;
     bool test_endpoints = false;
 
+    std::string database_url;  // required by serve, migrate and tenant commands
+    std::size_t db_pool_size = 8;
+    std::chrono::milliseconds db_timeout{5'000};
+    unsigned migrate_concurrency = 4;
+
+    unsigned hash_threads = 2;
+    std::size_t hash_queue = 64;
+    unsigned long long argon2_t = 2;
+    std::size_t argon2_m = 19u * 1024u * 1024u;
+
     http::ServerOptions server_options() const;
 };
 
@@ -52,6 +62,9 @@ using EnvLookup = std::function<std::optional<std::string>(std::string_view name
 // Reads every setting: `overrides` (keyed by env name, from the command line) first, then the
 // environment, then the default.
 Config load_config(const EnvLookup& env, const std::map<std::string, std::string>& overrides = {});
+
+// Throws ConfigError when MTAPI_DATABASE_URL is empty.
+void require_database(const Config& config);
 
 EnvLookup process_env();
 

@@ -20,8 +20,22 @@ asio::awaitable<Response> health(RequestContext&) {
     co_return Response::json(200, R"({"status":"ok"})");
 }
 
-asio::awaitable<Response> ready(RequestContext&) {
-    co_return Response::json(200, R"({"status":"ready","checks":{}})");
+// Readiness: PostgreSQL must answer a trivial query within a second on this shard's pool.
+asio::awaitable<Response> ready(App& app, RequestContext& ctx) {
+    bool pg_ok = false;
+    try {
+        auto deadline = pg::Clock::now() + std::chrono::seconds(1);
+        auto lease = co_await app.pool(ctx.shard).acquire(deadline);
+        pg::Query q{"SELECT 1", {}, true};
+        auto r = co_await lease->query(std::move(q), deadline);
+        pg_ok = r.rows() == 1;
+    } catch (const pg::Error&) {
+        pg_ok = false;
+    }
+    if (!pg_ok) {
+        co_return Response::json(503, R"({"status":"unavailable","checks":{"postgres":"down","redis":"disabled"}})");
+    }
+    co_return Response::json(200, R"({"status":"ready","checks":{"postgres":"ok","redis":"disabled"}})");
 }
 
 // Holds the request for ?ms= milliseconds; lets the test suites keep requests in flight.
@@ -42,10 +56,11 @@ asio::awaitable<Response> test_echo(RequestContext& ctx) {
 
 }  // namespace
 
-std::shared_ptr<http::Router> build_router(const Config& config, std::shared_ptr<obs::MetricsRegistry> registry) {
+std::shared_ptr<http::Router> build_router(App& app, std::shared_ptr<obs::MetricsRegistry> registry) {
+    const Config& config = app.config;
     auto router = std::make_shared<http::Router>();
     router->add(Method::get, "/health", health);
-    router->add(Method::get, "/ready", ready);
+    router->add(Method::get, "/ready", [&app](RequestContext& ctx) { return ready(app, ctx); });
     router->add(Method::get, "/metrics", [registry](RequestContext&) -> asio::awaitable<Response> {
         co_return Response::text(200, "text/plain; version=0.0.4; charset=utf-8", registry->render());
     });

@@ -3,6 +3,7 @@
 
 #include <memory>
 
+#include "app/app.hpp"
 #include "app/config.hpp"
 #include "http/router.hpp"
 #include "obs/metrics.hpp"
@@ -10,6 +11,6 @@
 namespace mtapi::app {
 
 // Registers every route of the API on a new router. /metrics renders `registry`.
-std::shared_ptr<http::Router> build_router(const Config& config, std::shared_ptr<obs::MetricsRegistry> registry);
+std::shared_ptr<http::Router> build_router(App& app, std::shared_ptr<obs::MetricsRegistry> registry);
 
 }  // namespace mtapi::app

@@ -99,7 +99,7 @@ class Session {
     asio::awaitable<bool> serve_one();
     asio::awaitable<void> fail_read(beast::error_code ec);
     asio::awaitable<bool> write(const Response& r, ConnectionHeader conn, bool head);
-    asio::awaitable<void> send_error_and_close(int status, std::string detail, bool linger);
+    asio::awaitable<void> send_error_and_close(int status, const char* detail, bool linger);
     asio::awaitable<void> linger_close();
     asio::awaitable<Response> dispatch();
     void record(int route, std::string_view method, std::string_view route_label, std::string_view path, int status,
@@ -154,7 +154,7 @@ asio::awaitable<bool> Session::serve_one() {
     }
     auto& req = parser_->get();
     if (req.method_string().size() + req.target().size() + 10 > opts_.request_line_limit) {
-        co_await send_error_and_close(414, {}, true);
+        co_await send_error_and_close(414, nullptr, true);
         co_return false;
     }
     // RFC 9112 §6.1/§6.3: a request whose Transfer-Encoding does not end in chunked, or an HTTP/1.0
@@ -300,17 +300,14 @@ void Session::record(int route, std::string_view method, std::string_view route_
 
 asio::awaitable<void> Session::fail_read(beast::error_code ec) {
     if (ec == bhttp::error::header_limit) {
-        // Distinguish an over-long request line (414) from over-large header fields (431).
-        auto data = static_cast<const char*>(buffer_.data().data());
-        std::string_view seen(data, buffer_.size());
-        auto eol = seen.find("\r\n");
-        bool line_too_long =
-            eol == std::string_view::npos ? seen.size() > opts_.request_line_limit : eol > opts_.request_line_limit;
-        co_await send_error_and_close(line_too_long ? 414 : 431, {}, true);
+        // The parser consumes the request line (and each complete field) as it goes: when it has
+        // a target, the request line fitted and the header fields are what overflowed.
+        bool line_too_long = parser_->get().target().empty();
+        co_await send_error_and_close(line_too_long ? 414 : 431, nullptr, true);
     } else if (ec == bhttp::error::body_limit) {
-        co_await send_error_and_close(413, {}, true);
+        co_await send_error_and_close(413, nullptr, true);
     } else if (ec == beast::error::timeout) {
-        co_await send_error_and_close(408, {}, false);
+        co_await send_error_and_close(408, nullptr, false);
     } else if (ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message || ec == asio::error::eof ||
                ec == asio::error::connection_reset || ec == asio::error::operation_aborted ||
                ec == asio::error::broken_pipe) {
@@ -320,19 +317,20 @@ asio::awaitable<void> Session::fail_read(beast::error_code ec) {
     }
 }
 
-asio::awaitable<void> Session::send_error_and_close(int status, std::string detail, bool linger) {
+asio::awaitable<void> Session::send_error_and_close(int status, const char* detail, bool linger) {
     request_id_.clear();
     util::append_uuid(request_id_, util::uuid_v7());
     std::string_view instance;
     std::string_view method;
-    if (parser_ && parser_->is_header_done()) {
+    // Whatever the parser has seen so far: the request line and fields parsed before the error.
+    if (parser_ && !parser_->get().target().empty()) {
         auto target = parser_->get().target();
         instance = target.substr(0, target.find('?'));
         method = parser_->get().method_string();
         auto rid = parser_->get()["X-Request-Id"];
         if (sane_request_id(rid)) request_id_.assign(rid);
     }
-    Response r = render_problem(Problem::of_status(status, std::move(detail)), instance, request_id_);
+    Response r = render_problem(Problem::of_status(status, detail != nullptr ? detail : ""), instance, request_id_);
     bool ok = co_await write(r, ConnectionHeader::close, false);
     record(-1, method, {}, instance, status, r.body.size());
     if (ok && linger) co_await linger_close();

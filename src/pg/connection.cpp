@@ -1,13 +1,13 @@
 #include "pg/connection.hpp"
 
 #include <libpq-fe.h>
+#include <poll.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-
 #include <list>
 #include <unordered_map>
 
@@ -40,7 +40,7 @@ struct ConnDeleter {
 
 // Per-connection LRU of named prepared statements, keyed by SQL text.
 class StatementCache {
-public:
+  public:
     explicit StatementCache(std::size_t capacity) : capacity_(capacity) {}
 
     const std::string* find(std::string_view sql) {
@@ -72,7 +72,7 @@ public:
     std::size_t size() const { return lru_.size(); }
     std::string next_name() { return "mtapi_" + std::to_string(++counter_); }
 
-private:
+  private:
     struct Entry {
         std::string sql;
         std::string name;
@@ -137,14 +137,17 @@ struct Connection::Impl : std::enable_shared_from_this<Connection::Impl> {
     [[noreturn]] void fail_link(const std::string& what) {
         broken = true;
         std::string msg = conn ? PQerrorMessage(conn.get()) : "";
-        while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+        while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' '))
+            msg.pop_back();
         if (timed_out) throw Error(ErrorKind::timeout, "PostgreSQL operation deadline exceeded");
         throw Error(ErrorKind::connection, what + (msg.empty() ? "" : ": " + msg));
     }
 
     asio::awaitable<void> wait(asio::posix::stream_descriptor::wait_type type) {
+        // The deadline may have fired while no wait was pending (nothing to cancel then).
+        if (timed_out) fail_link("deadline exceeded");
         auto [ec] = co_await sd.async_wait(type, nothrow);
-        if (ec) fail_link(ec == asio::error::operation_aborted ? "operation cancelled" : ec.message());
+        if (ec || timed_out) fail_link(ec == asio::error::operation_aborted ? "operation cancelled" : ec.message());
     }
 
     asio::awaitable<void> flush() {
@@ -155,6 +158,32 @@ struct Connection::Impl : std::enable_shared_from_this<Connection::Impl> {
             // Wait until the socket can take more; read meanwhile so the server never blocks on us.
             co_await wait(asio::posix::stream_descriptor::wait_write);
             if (PQconsumeInput(conn.get()) == 0) fail_link("read failed");
+        }
+    }
+
+    // Reads one statement's results up to its terminating nullptr, discarding them.
+    asio::awaitable<void> drain_statement() {
+        for (;;) {
+            PGresult* r = co_await next_result();
+            if (r == nullptr) co_return;
+            PQclear(r);
+        }
+    }
+
+    // Reads up to and including the Sync result that closes a segment. Anything but results
+    // and single end-of-statement markers before it means the link is out of step.
+    asio::awaitable<void> read_sync() {
+        int nulls = 0;
+        for (;;) {
+            PGresult* r = co_await next_result();
+            if (r == nullptr) {
+                if (++nulls > 1 || PQstatus(conn.get()) == CONNECTION_BAD) fail_link("connection lost");
+                continue;
+            }
+            nulls = 0;
+            bool sync = PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+            PQclear(r);
+            if (sync) co_return;
         }
     }
 
@@ -175,7 +204,7 @@ Connection::~Connection() = default;
 asio::awaitable<std::unique_ptr<Connection>> Connection::connect(asio::io_context& ioc, const ConnectOptions& options) {
     char* err = nullptr;
     std::unique_ptr<PQconninfoOption, decltype(&PQconninfoFree)> parsed(PQconninfoParse(options.url.c_str(), &err),
-                                                                         &PQconninfoFree);
+                                                                        &PQconninfoFree);
     if (!parsed) {
         std::string msg = err != nullptr ? err : "invalid connection string";
         if (err != nullptr) PQfreemem(err);
@@ -200,8 +229,7 @@ asio::awaitable<std::unique_ptr<Connection>> Connection::connect(asio::io_contex
     if (!has_hostaddr && !host.empty() && host.front() != '/' && host.find(',') == std::string::npos) {
         asio::ip::tcp::resolver resolver(ioc);
         auto [ec, results] = co_await resolver.async_resolve(host, port, nothrow);
-        if (ec || results.empty())
-            throw Error(ErrorKind::connection, "cannot resolve database host '" + host + "'");
+        if (ec || results.empty()) throw Error(ErrorKind::connection, "cannot resolve database host '" + host + "'");
         keys.emplace_back("hostaddr");
         values.push_back(results.begin()->endpoint().address().to_string());
     }
@@ -245,7 +273,7 @@ asio::awaitable<std::vector<Result>> Connection::execute(std::span<const Query> 
     PGconn* conn = c.conn.get();
 
     // What the server will answer, in order: our own housekeeping and the caller's statements.
-    enum class Slot : unsigned char { deallocate, prepare, statement };
+    enum class Slot : unsigned char { prepare, statement };
     struct Expect {
         Slot slot;
         std::size_t query;  // index into batch (prepare/statement)
@@ -255,21 +283,28 @@ asio::awaitable<std::vector<Result>> Connection::execute(std::span<const Query> 
     expected.reserve(batch.size() + c.to_deallocate.size());
 
     auto send_fail = [&] { c.fail_link("send failed"); };
-    for (auto& name : c.to_deallocate) {
-        std::string sql = "DEALLOCATE " + name;
-        if (PQsendQueryParams(conn, sql.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0) != 1) send_fail();
-        expected.push_back({Slot::deallocate, 0, {}});
+    // Statements evicted from the cache are deallocated in a segment of their own (own Sync), and
+    // only outside a transaction block: their failure can then never abort the caller's work.
+    std::size_t deallocations = 0;
+    if (!c.to_deallocate.empty() && PQtransactionStatus(conn) == PQTRANS_IDLE) {
+        for (auto& name : c.to_deallocate) {
+            std::string sql = "DEALLOCATE " + name;
+            if (PQsendQueryParams(conn, sql.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0) != 1) send_fail();
+            ++deallocations;
+        }
+        c.to_deallocate.clear();
+        if (PQpipelineSync(conn) != 1) send_fail();
     }
-    c.to_deallocate.clear();
 
     std::vector<const char*> values;
     std::vector<std::string> pending_names(batch.size());
     for (std::size_t i = 0; i < batch.size(); ++i) {
         const Query& q = batch[i];
         values.clear();
-        for (const auto& p : q.params) values.push_back(p ? p->c_str() : nullptr);
+        for (const auto& p : q.params)
+            values.push_back(p ? p->c_str() : nullptr);
         const int n = static_cast<int>(values.size());
-        std::string sql(q.sql);
+        const std::string& sql = q.sql;
         if (q.prepare) {
             const std::string* name = c.cache.find(q.sql);
             std::string fresh;
@@ -287,8 +322,7 @@ asio::awaitable<std::vector<Result>> Connection::execute(std::span<const Query> 
             }
             if (PQsendQueryPrepared(conn, name->c_str(), n, values.data(), nullptr, nullptr, 0) != 1) send_fail();
         } else {
-            if (PQsendQueryParams(conn, sql.c_str(), n, nullptr, values.data(), nullptr, nullptr, 0) != 1)
-                send_fail();
+            if (PQsendQueryParams(conn, sql.c_str(), n, nullptr, values.data(), nullptr, nullptr, 0) != 1) send_fail();
         }
         expected.push_back({Slot::statement, i, {}});
     }
@@ -296,6 +330,12 @@ asio::awaitable<std::vector<Result>> Connection::execute(std::span<const Query> 
 
     c.arm_deadline(deadline);
     co_await c.flush();
+
+    if (deallocations > 0) {
+        for (std::size_t i = 0; i < deallocations; ++i)
+            co_await c.drain_statement();
+        co_await c.read_sync();
+    }
 
     std::vector<Result> results(batch.size());
     std::optional<Error> first_error;
@@ -324,13 +364,7 @@ asio::awaitable<std::vector<Result>> Connection::execute(std::span<const Query> 
             results[e.query] = std::move(last);
         }
     }
-    // The Sync's own result closes the batch.
-    for (;;) {
-        PGresult* r = co_await c.next_result();
-        if (r == nullptr) continue;
-        Result sync(r);
-        if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) break;
-    }
+    co_await c.read_sync();
     c.disarm_deadline();
     if (PQstatus(conn) == CONNECTION_BAD) c.fail_link("connection lost");
     if (first_error) {
@@ -366,7 +400,9 @@ asio::awaitable<void> Connection::execute_script(std::string_view sql, Deadline 
     if (first_error) throw *first_error;
 }
 
-bool Connection::broken() const { return impl_->broken || !impl_->conn || PQstatus(impl_->conn.get()) == CONNECTION_BAD; }
+bool Connection::broken() const {
+    return impl_->broken || !impl_->conn || PQstatus(impl_->conn.get()) == CONNECTION_BAD;
+}
 
 bool Connection::in_transaction() const {
     if (!impl_->conn) return false;
@@ -376,7 +412,18 @@ bool Connection::in_transaction() const {
 
 bool Connection::check_alive() {
     if (broken()) return false;
-    if (PQconsumeInput(impl_->conn.get()) == 0 || PQstatus(impl_->conn.get()) == CONNECTION_BAD) {
+    // A server that ends a session sends a FATAL message and then closes: the first read only
+    // consumes the message, a following one sees the close. Read while the socket has data.
+    PGconn* conn = impl_->conn.get();
+    for (int i = 0; i < 16; ++i) {
+        pollfd p{PQsocket(conn), POLLIN, 0};
+        if (::poll(&p, 1, 0) <= 0) break;
+        if (PQconsumeInput(conn) == 0 || PQstatus(conn) == CONNECTION_BAD) {
+            impl_->broken = true;
+            return false;
+        }
+    }
+    if (PQstatus(conn) == CONNECTION_BAD) {
         impl_->broken = true;
         return false;
     }
@@ -411,8 +458,12 @@ asio::awaitable<bool> Connection::wait_readable(Deadline deadline) {
     co_return true;
 }
 
-int Connection::backend_pid() const { return impl_->conn ? PQbackendPID(impl_->conn.get()) : 0; }
+int Connection::backend_pid() const {
+    return impl_->conn ? PQbackendPID(impl_->conn.get()) : 0;
+}
 
-std::size_t Connection::cached_statements() const { return impl_->cache.size(); }
+std::size_t Connection::cached_statements() const {
+    return impl_->cache.size();
+}
 
 }  // namespace mtapi::pg

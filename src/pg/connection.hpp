@@ -5,7 +5,6 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
-
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -24,7 +23,7 @@ using Deadline = Clock::time_point;
 
 // A statement with text-format parameters ($1, $2, …); nullopt binds SQL NULL.
 struct Query {
-    std::string_view sql;
+    std::string sql;  // owned: a batch may outlive the expression that built the text
     std::vector<std::optional<std::string>> params;
     bool prepare = true;  // false: unnamed statement (DDL, one-off SQL, multi-statement text)
 };
@@ -37,7 +36,7 @@ struct ConnectOptions {
 };
 
 class Connection {
-public:
+  public:
     ~Connection();
     Connection(const Connection&) = delete;
     Connection& operator=(const Connection&) = delete;
@@ -79,7 +78,7 @@ public:
     int backend_pid() const;
     std::size_t cached_statements() const;
 
-private:
+  private:
     struct Impl;
     explicit Connection(std::shared_ptr<Impl> impl);
     std::shared_ptr<Impl> impl_;  // shared so deadline callbacks can tell that it is gone

@@ -1,10 +1,9 @@
 #include "pg/pool.hpp"
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-
-#include <algorithm>
 
 #include "obs/log.hpp"
 #include "util/uuid.hpp"
@@ -29,26 +28,28 @@ Pool::Pool(asio::io_context& ioc, PoolOptions options) : ioc_(ioc), options_(std
 
 Pool::~Pool() {
     *alive_ = false;
-    for (Waiter* w : waiters_) w->timer.cancel();
+    for (Waiter* w : waiters_)
+        w->timer.cancel();
 }
 
 Pool::Lease& Pool::Lease::operator=(Lease&& o) noexcept {
     if (this != &o) {
-        if (pool_ != nullptr && conn_) pool_->release(std::move(conn_));
+        if (pool_alive() && conn_) pool_->release(std::move(conn_));
         pool_ = std::exchange(o.pool_, nullptr);
+        alive_ = std::move(o.alive_);
         conn_ = std::move(o.conn_);
     }
     return *this;
 }
 
 Pool::Lease::~Lease() {
-    if (pool_ != nullptr && conn_) pool_->release(std::move(conn_));
+    if (pool_alive() && conn_) pool_->release(std::move(conn_));
 }
 
 void Pool::Lease::discard() {
     if (conn_) {
         conn_.reset();
-        if (pool_ != nullptr) {
+        if (pool_alive()) {
             pool_->counters_.discarded++;
             pool_->release(nullptr);
         }
@@ -121,8 +122,7 @@ asio::awaitable<Pool::Lease> Pool::acquire(Deadline deadline) {
         --total_;  // re-counted below
     }
 
-    if (Clock::now() < retry_after_)
-        throw Error(ErrorKind::unavailable, "database unavailable; retrying shortly");
+    if (Clock::now() < retry_after_) throw Error(ErrorKind::unavailable, "database unavailable; retrying shortly");
 
     ++total_;
     try {
@@ -158,6 +158,8 @@ PoolStats Pool::stats() const {
     return s;
 }
 
-bool Pool::degraded() const { return backoff_.count() != 0; }
+bool Pool::degraded() const {
+    return backoff_.count() != 0;
+}
 
 }  // namespace mtapi::pg

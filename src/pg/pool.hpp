@@ -6,7 +6,6 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
-
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -19,7 +18,7 @@ namespace mtapi::pg {
 
 struct PoolOptions {
     ConnectOptions connect;
-    std::size_t size = 8;           // connections per shard
+    std::size_t size = 8;            // connections per shard
     std::size_t max_waiters = 1024;  // callers queued for a connection; beyond → unavailable
     std::chrono::milliseconds acquire_timeout{2000};
     std::chrono::milliseconds backoff_min{100};
@@ -36,7 +35,7 @@ struct PoolStats {
 };
 
 class Pool {
-public:
+  public:
     Pool(boost::asio::io_context& ioc, PoolOptions options);
     ~Pool();
     Pool(const Pool&) = delete;
@@ -45,9 +44,10 @@ public:
     // Exclusive use of one connection until the Lease is destroyed. A broken connection, or one
     // left inside a transaction, is closed instead of returned.
     class Lease {
-    public:
+      public:
         Lease() = default;
-        Lease(Pool* pool, std::unique_ptr<Connection> conn) : pool_(pool), conn_(std::move(conn)) {}
+        Lease(Pool* pool, std::unique_ptr<Connection> conn)
+            : pool_(pool), alive_(pool->alive_), conn_(std::move(conn)) {}
         Lease(Lease&& o) noexcept = default;
         Lease& operator=(Lease&& o) noexcept;
         ~Lease();
@@ -56,8 +56,10 @@ public:
         explicit operator bool() const { return conn_ != nullptr; }
         void discard();  // close instead of returning to the pool
 
-    private:
+      private:
+        bool pool_alive() const { return pool_ != nullptr && alive_ && *alive_; }
         Pool* pool_ = nullptr;
+        std::shared_ptr<bool> alive_;  // a lease may outlive its pool at shutdown
         std::unique_ptr<Connection> conn_;
     };
 
@@ -72,7 +74,7 @@ public:
     const PoolOptions& options() const { return options_; }
     boost::asio::io_context& context() { return ioc_; }
 
-private:
+  private:
     struct Waiter;
     void release(std::unique_ptr<Connection> conn);
     std::chrono::milliseconds next_backoff();

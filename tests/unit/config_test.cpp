@@ -105,3 +105,29 @@ TEST(Config, parses_durations_and_sizes) {
     EXPECT_TRUE(parse_bool("X", "yes"));
     EXPECT_FALSE(parse_bool("X", "0"));
 }
+
+TEST(Config, reads_database_and_hashing_settings) {
+    Config c = load_config(env_of({{"MTAPI_DATABASE_URL", "postgresql://u@h:5/d"},
+                                   {"MTAPI_DB_POOL_SIZE", "3"},
+                                   {"MTAPI_DB_TIMEOUT", "750ms"},
+                                   {"MTAPI_MIGRATE_CONCURRENCY", "9"},
+                                   {"MTAPI_HASH_THREADS", "4"},
+                                   {"MTAPI_ARGON2_M", "64MiB"}}));
+    EXPECT_EQ(c.database_url, "postgresql://u@h:5/d");
+    EXPECT_EQ(c.db_pool_size, 3u);
+    EXPECT_EQ(c.db_timeout, 750ms);
+    EXPECT_EQ(c.migrate_concurrency, 9u);
+    EXPECT_EQ(c.hash_threads, 4u);
+    EXPECT_EQ(c.argon2_m, 64u * 1024 * 1024);
+    EXPECT_NO_THROW(require_database(c));
+}
+
+TEST(Config, database_url_is_required_where_the_database_is_used) {
+    Config c = load_config(env_of({}));
+    EXPECT_THROW(require_database(c), ConfigError);
+}
+
+TEST(Config, argon2_memory_below_owasp_minimum_is_refused) {
+    EXPECT_NE(error_of({{"MTAPI_ARGON2_M", "8MiB"}}).find("MTAPI_ARGON2_M"), std::string::npos);
+    EXPECT_NE(error_of({{"MTAPI_ARGON2_T", "1"}}).find("MTAPI_ARGON2_T"), std::string::npos);
+}

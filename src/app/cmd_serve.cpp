@@ -1,0 +1,87 @@
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <iostream>
+
+#include "app/app.hpp"
+#include "app/commands.hpp"
+#include "app/routes.hpp"
+#include "http/server.hpp"
+#include "obs/log.hpp"
+#include "obs/metrics.hpp"
+
+namespace mtapi::app {
+namespace {
+
+void add_pool_metrics(obs::MetricsRegistry& registry, App& app) {
+    registry.add([&app](std::string& out) {
+        // Pool counters are read from another thread without locks; they are plain integers
+        // updated by their shard, so a scrape may see a slightly stale value, never a torn one
+        // on the platforms mtapi targets.
+        std::size_t total = 0, idle = 0, waiting = 0;
+        std::uint64_t failures = 0;
+        for (const auto& p : app.pools) {
+            auto s = p->stats();
+            total += s.total;
+            idle += s.idle;
+            waiting += s.waiting;
+            failures += s.connect_failures;
+        }
+        out.append("# HELP mtapi_db_connections PostgreSQL connections by state.\n");
+        out.append("# TYPE mtapi_db_connections gauge\n");
+        out.append("mtapi_db_connections{state=\"open\"} " + std::to_string(total) + "\n");
+        out.append("mtapi_db_connections{state=\"idle\"} " + std::to_string(idle) + "\n");
+        out.append("# HELP mtapi_db_waiters Requests waiting for a PostgreSQL connection.\n");
+        out.append("# TYPE mtapi_db_waiters gauge\n");
+        out.append("mtapi_db_waiters " + std::to_string(waiting) + "\n");
+        out.append("# HELP mtapi_db_connect_failures_total Failed PostgreSQL connection attempts.\n");
+        out.append("# TYPE mtapi_db_connect_failures_total counter\n");
+        out.append("mtapi_db_connect_failures_total " + std::to_string(failures) + "\n");
+    });
+}
+
+}  // namespace
+
+int cmd_serve(const Config& config) {
+    App app;
+    app.config = config;
+    app.catalog = std::make_shared<tenancy::Catalog>();
+    app.hasher = std::make_unique<auth::PasswordHasher>(config.hash_threads, config.hash_queue, hash_params(config));
+
+    auto registry = std::make_shared<obs::MetricsRegistry>();
+    auto router = build_router(app, registry);
+    std::vector<obs::RouteLabel> labels;
+    for (const auto& r : router->routes())
+        labels.push_back({std::string(http::method_name(r.method)), r.pattern});
+    auto http_metrics = std::make_shared<obs::HttpMetrics>(std::move(labels), config.threads);
+    registry->add([http_metrics](std::string& out) { http_metrics->render(out); });
+
+    http::Server server(config.server_options(), router, http_metrics);
+    try {
+        server.bind();
+    } catch (const std::exception& e) {
+        std::cerr << "mtapi: " << e.what() << "\n";
+        return kExitFailure;
+    }
+    // Declared after the server: pools go before the io_contexts they are bound to.
+    for (unsigned i = 0; i < server.shards(); ++i)
+        app.pools.push_back(std::make_unique<pg::Pool>(server.shard_context(i), pool_options(config)));
+    add_pool_metrics(*registry, app);
+
+    auto stop_refresher = std::make_shared<std::atomic<bool>>(false);
+    boost::asio::co_spawn(
+        server.shard_context(0),
+        app.catalog->run_refresher(server.shard_context(0), pool_options(config).connect, stop_refresher),
+        boost::asio::detached);
+
+    std::string url = "http://";
+    bool v6 = config.listen_host.find(':') != std::string::npos;
+    url += v6 ? "[" + config.listen_host + "]" : config.listen_host;
+    url += ":" + std::to_string(server.port());
+    obs::info("listening", {{"url", url}, {"threads", config.threads}, {"version", MTAPI_VERSION}});
+    server.run();
+    stop_refresher->store(true);
+    app.pools.clear();
+    return kExitOk;
+}
+
+}  // namespace mtapi::app

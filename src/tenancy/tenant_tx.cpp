@@ -1,0 +1,81 @@
+#include "tenancy/tenant_tx.hpp"
+
+#include "obs/log.hpp"
+
+namespace mtapi::tenancy {
+namespace {
+
+namespace asio = boost::asio;
+constexpr std::string_view kBind = "SELECT set_config('search_path', $1, true), set_config('role', $2, true)";
+
+}  // namespace
+
+std::string schema_name_for(const util::Uuid& id) {
+    return "tenant_" + util::to_hex(id);
+}
+
+asio::awaitable<std::vector<pg::Result>> TenantTx::run(std::span<const pg::Query> batch, bool commit) {
+    if (finished_) throw pg::Error(pg::ErrorKind::other, "tenant transaction already finished");
+    std::vector<pg::Query> full;
+    full.reserve(batch.size() + 3);
+    std::size_t offset = 0;
+    if (!begun_) {
+        full.push_back({"BEGIN", {}, false});
+        // pg_temp last: a temporary object can never shadow a tenant table (TEMP is revoked from
+        // PUBLIC as well).
+        full.push_back({std::string(kBind), {schema_ + ", pg_temp", role_}, true});
+        offset = 2;
+    }
+    for (const auto& q : batch)
+        full.push_back(q);
+    if (commit) full.push_back({"COMMIT", {}, false});
+    // Count the transaction as open before sending: if anything fails, abort() rolls back.
+    begun_ = true;
+    auto results = co_await conn_.execute(full, deadline_);
+    if (commit) finished_ = true;
+    std::vector<pg::Result> out;
+    out.reserve(batch.size());
+    for (std::size_t i = 0; i < batch.size(); ++i)
+        out.push_back(std::move(results[offset + i]));
+    co_return out;
+}
+
+asio::awaitable<std::vector<pg::Result>> TenantTx::execute(std::span<const pg::Query> batch) {
+    co_return co_await run(batch, false);
+}
+
+asio::awaitable<pg::Result> TenantTx::query(pg::Query q) {
+    auto r = co_await run(std::span<const pg::Query>(&q, 1), false);
+    co_return std::move(r.front());
+}
+
+asio::awaitable<pg::Result> TenantTx::query_and_commit(pg::Query q) {
+    auto r = co_await run(std::span<const pg::Query>(&q, 1), true);
+    co_return std::move(r.front());
+}
+
+asio::awaitable<void> TenantTx::commit() {
+    if (finished_) co_return;
+    if (!begun_) {  // nothing ran: nothing to commit
+        finished_ = true;
+        co_return;
+    }
+    pg::Query c{"COMMIT", {}, false};
+    co_await conn_.execute(std::span<const pg::Query>(&c, 1), deadline_);
+    finished_ = true;
+}
+
+asio::awaitable<void> TenantTx::abort() noexcept {
+    if (finished_) co_return;
+    finished_ = true;
+    if (!begun_ || conn_.broken() || !conn_.in_transaction()) co_return;
+    try {
+        pg::Query r{"ROLLBACK", {}, false};
+        co_await conn_.execute(std::span<const pg::Query>(&r, 1), deadline_);
+    } catch (const std::exception& e) {
+        // The pool drops connections still in a transaction; log and carry on.
+        obs::warn("rollback failed", {{"error", std::string_view(e.what())}});
+    }
+}
+
+}  // namespace mtapi::tenancy

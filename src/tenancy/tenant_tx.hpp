@@ -1,0 +1,88 @@
+#pragma once
+// TenantTx — the only path to a tenant's data. It wraps one transaction on one pooled
+// connection whose first statements bind the tenant, transaction-locally:
+//
+//   BEGIN;
+//   SELECT set_config('search_path', '<schema>, pg_temp', true), set_config('role', '<role>', true);
+//   … the handler's unqualified statements …
+//   COMMIT;
+//
+// The set-up is sent in the same pipeline as the first statement (no extra round trip), and a
+// last statement can share its batch with COMMIT. Because both settings are transaction-local,
+// nothing of the tenant survives COMMIT or ROLLBACK on the connection, behind PgBouncer too.
+// The login role is NOINHERIT and owns no tenant object, so SQL outside such a transaction
+// reads no tenant data at all.
+
+#include <boost/asio/awaitable.hpp>
+#include <exception>
+#include <span>
+#include <type_traits>
+#include <vector>
+
+#include "pg/connection.hpp"
+#include "pg/pool.hpp"
+#include "tenancy/tenant.hpp"
+
+namespace mtapi::tenancy {
+
+class TenantTx {
+  public:
+    TenantTx(pg::Connection& conn, const Tenant& tenant, pg::Deadline deadline)
+        : conn_(conn), schema_(tenant.schema), role_(tenant.role), deadline_(deadline) {}
+
+    // Runs statements in one round trip; the first call also opens the transaction.
+    boost::asio::awaitable<std::vector<pg::Result>> execute(std::span<const pg::Query> batch);
+    boost::asio::awaitable<pg::Result> query(pg::Query q);
+    // Runs the final statement and COMMIT in one round trip.
+    boost::asio::awaitable<pg::Result> query_and_commit(pg::Query q);
+    boost::asio::awaitable<void> commit();
+    // Rolls back if a transaction is open; a connection that cannot be rolled back is reported
+    // broken so the pool drops it.
+    boost::asio::awaitable<void> abort() noexcept;
+
+    bool finished() const { return finished_; }
+
+  private:
+    boost::asio::awaitable<std::vector<pg::Result>> run(std::span<const pg::Query> batch, bool commit);
+
+    pg::Connection& conn_;
+    std::string schema_;
+    std::string role_;
+    pg::Deadline deadline_;
+    bool begun_ = false;
+    bool finished_ = false;
+};
+
+// Runs `body(TenantTx&)` in a tenant transaction on a connection from `pool`: commits when it
+// returns (unless it committed itself), rolls back when it throws, and rethrows.
+template <class F>
+auto with_tenant(pg::Pool& pool, const Tenant& tenant, pg::Deadline deadline, F body)
+    -> std::invoke_result_t<F, TenantTx&> {
+    using Awaitable = std::invoke_result_t<F, TenantTx&>;
+    using R = typename Awaitable::value_type;
+    pg::Pool::Lease lease = co_await pool.acquire(deadline);
+    TenantTx tx(*lease, tenant, deadline);
+    std::exception_ptr failure;
+    if constexpr (std::is_void_v<R>) {
+        try {
+            co_await body(tx);
+            if (!tx.finished()) co_await tx.commit();
+            co_return;
+        } catch (...) {
+            failure = std::current_exception();
+        }
+    } else {
+        try {
+            R result = co_await body(tx);
+            if (!tx.finished()) co_await tx.commit();
+            co_return result;
+        } catch (...) {
+            failure = std::current_exception();
+        }
+    }
+    co_await tx.abort();
+    if (lease->broken() || lease->in_transaction()) lease.discard();
+    std::rethrow_exception(failure);
+}
+
+}  // namespace mtapi::tenancy
