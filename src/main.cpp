@@ -53,6 +53,11 @@ int main(int argc, char** argv) {
     auto* t_delete = tenant->add_subcommand("delete", "drop a tenant's schema, role and catalog row")->fallthrough();
     t_delete->add_option("tenant", target, "tenant id or slug")->required();
 
+    auto* admin = cli.add_subcommand("admin", "manage platform admins")->fallthrough()->require_subcommand(1);
+    std::string admin_email;
+    auto* a_create = admin->add_subcommand("create", "create a platform admin (password from stdin)")->fallthrough();
+    a_create->add_option("--email", admin_email, "the admin's email")->required();
+
     try {
         cli.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
@@ -78,7 +83,8 @@ int main(int argc, char** argv) {
     try {
         config = mtapi::app::load_config(mtapi::app::process_env(), overrides);
         mtapi::obs::set_level(config.log_level);
-        if (migrate->parsed() || tenant->parsed()) mtapi::app::require_database(config);
+        if (serve->parsed() || migrate->parsed() || tenant->parsed() || admin->parsed())
+            mtapi::app::require_database(config);
     } catch (const mtapi::app::ConfigError& e) {
         std::cerr << "mtapi: " << e.what() << "\n";
         return kExitConfig;
@@ -94,5 +100,6 @@ int main(int argc, char** argv) {
     if (t_suspend->parsed()) return mtapi::app::cmd_tenant_suspend(config, target, true);
     if (t_activate->parsed()) return mtapi::app::cmd_tenant_suspend(config, target, false);
     if (t_delete->parsed()) return mtapi::app::cmd_tenant_delete(config, target);
+    if (a_create->parsed()) return mtapi::app::cmd_admin_create(config, admin_email);
     return kExitConfig;
 }

@@ -44,6 +44,13 @@ void add_pool_metrics(obs::MetricsRegistry& registry, App& app) {
 int cmd_serve(const Config& config) {
     App app;
     app.config = config;
+    try {
+        app.keyring = load_keyring(config);
+    } catch (const std::exception& e) {
+        std::cerr << "mtapi: " << e.what() << "\n";
+        return kExitConfig;
+    }
+    app.cursors = std::make_unique<util::CursorCodec>(cursor_key(config, *app.keyring));
     app.catalog = std::make_shared<tenancy::Catalog>();
     app.hasher = std::make_unique<auth::PasswordHasher>(config.hash_threads, config.hash_queue, hash_params(config));
 
@@ -63,8 +70,10 @@ int cmd_serve(const Config& config) {
         return kExitFailure;
     }
     // Declared after the server: pools go before the io_contexts they are bound to.
-    for (unsigned i = 0; i < server.shards(); ++i)
+    for (unsigned i = 0; i < server.shards(); ++i) {
         app.pools.push_back(std::make_unique<pg::Pool>(server.shard_context(i), pool_options(config)));
+        app.contexts.push_back(&server.shard_context(i));
+    }
     add_pool_metrics(*registry, app);
 
     auto stop_refresher = std::make_shared<std::atomic<bool>>(false);

@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "app/app.hpp"
+#include "app/cli_support.hpp"
 #include "app/commands.hpp"
 #include "obs/log.hpp"
 #include "tenancy/catalog.hpp"
@@ -20,6 +21,18 @@ namespace {
 
 namespace asio = boost::asio;
 using ConnPtr = std::unique_ptr<pg::Connection>;
+
+asio::awaitable<tenancy::TenantPtr> find_tenant(pg::Connection& conn, const std::string& key, pg::Deadline deadline) {
+    bool by_id = util::parse_uuid(key).has_value();
+    std::string sql = std::string("SELECT ") + tenancy::Catalog::select_columns() + " FROM platform.tenants WHERE " +
+                      (by_id ? "id = $1::uuid" : "slug = $1");
+    pg::Query q{sql, {key}, true};
+    auto r = co_await conn.query(std::move(q), deadline);
+    if (r.rows() == 0) co_return nullptr;
+    co_return std::make_shared<const tenancy::Tenant>(tenancy::Catalog::from_row(r, 0));
+}
+
+}  // namespace
 
 // Runs `body(connection)` to completion; prints one clear line and returns 1 on failure.
 int run_with_connection(const Config& config, const char* what,
@@ -52,18 +65,6 @@ int run_with_connection(const Config& config, const char* what,
     }
     return kExitFailure;
 }
-
-asio::awaitable<tenancy::TenantPtr> find_tenant(pg::Connection& conn, const std::string& key, pg::Deadline deadline) {
-    bool by_id = util::parse_uuid(key).has_value();
-    std::string sql = std::string("SELECT ") + tenancy::Catalog::select_columns() + " FROM platform.tenants WHERE " +
-                      (by_id ? "id = $1::uuid" : "slug = $1");
-    pg::Query q{sql, {key}, true};
-    auto r = co_await conn.query(std::move(q), deadline);
-    if (r.rows() == 0) co_return nullptr;
-    co_return std::make_shared<const tenancy::Tenant>(tenancy::Catalog::from_row(r, 0));
-}
-
-}  // namespace
 
 int cmd_tenant_create(const Config& config, const TenantCreateArgs& args) {
     auth::PasswordHasher hasher(1, 4, hash_params(config));

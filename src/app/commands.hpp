@@ -27,4 +27,7 @@ int cmd_tenant_list(const Config& config);
 int cmd_tenant_suspend(const Config& config, const std::string& id_or_slug, bool suspend);
 int cmd_tenant_delete(const Config& config, const std::string& id_or_slug);
 
+// Creates a platform admin; the password is read from standard input (one line).
+int cmd_admin_create(const Config& config, const std::string& email);
+
 }  // namespace mtapi::app

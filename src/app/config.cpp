@@ -46,6 +46,15 @@ const std::vector<SettingSpec>& settings() {
         {"MTAPI_DB_TIMEOUT", "db-timeout", "5s", "deadline for one database operation (acquire, query)"},
         {"MTAPI_MIGRATE_CONCURRENCY", "migrate-concurrency", "4",
          "tenant schemas migrated at once by mtapi migrate, 1-64"},
+        {"MTAPI_JWT_SECRET", "jwt-secret", "",
+         "HS256 signing secret, at least 32 bytes (required unless MTAPI_JWT_KEYS names a signing key)"},
+        {"MTAPI_JWT_KID", "jwt-kid", "default", "kid of MTAPI_JWT_SECRET"},
+        {"MTAPI_JWT_KEYS", "jwt-keys", "", "more keys for rotation / EdDSA: kid:alg:state:source,... (see README)"},
+        {"MTAPI_JWT_ISSUER", "jwt-issuer", "mtapi", "iss of issued tokens, required on verified ones"},
+        {"MTAPI_JWT_AUDIENCE", "jwt-audience", "mtapi", "aud of issued tokens, required on verified ones"},
+        {"MTAPI_JWT_TTL", "jwt-ttl", "15m", "lifetime of access tokens"},
+        {"MTAPI_CURSOR_SECRET", "cursor-secret", "",
+         "key of pagination cursors (≥ 32 bytes); default: derived from the signing key"},
         {"MTAPI_HASH_THREADS", "hash-threads", "2", "threads hashing passwords (argon2id), 1-64"},
         {"MTAPI_HASH_QUEUE", "hash-queue", "64", "password hashes that may wait for a thread; beyond → 503"},
         {"MTAPI_ARGON2_T", "argon2-t", "2", "argon2id passes (t), 2-10"},
@@ -179,6 +188,29 @@ Config load_config(const EnvLookup& env, const std::map<std::string, std::string
                  invalid(n, v, "a size from 19MiB to 1024MiB");
          }},
         {"MTAPI_TEST_ENDPOINTS", [](Config& c, auto n, auto& v) { c.test_endpoints = parse_bool(n, v); }},
+        {"MTAPI_JWT_SECRET", [](Config& c, auto, auto& v) { c.jwt_secret = v; }},
+        {"MTAPI_JWT_KID", [](Config& c, auto, auto& v) { c.jwt_kid = v; }},
+        {"MTAPI_JWT_KEYS", [](Config& c, auto, auto& v) { c.jwt_keys = v; }},
+        {"MTAPI_JWT_ISSUER",
+         [](Config& c, auto n, auto& v) {
+             if (v.empty()) invalid(n, v, "a non-empty string");
+             c.jwt_issuer = v;
+         }},
+        {"MTAPI_JWT_AUDIENCE",
+         [](Config& c, auto n, auto& v) {
+             if (v.empty()) invalid(n, v, "a non-empty string");
+             c.jwt_audience = v;
+         }},
+        {"MTAPI_JWT_TTL",
+         [](Config& c, auto n, auto& v) {
+             c.jwt_ttl = std::chrono::duration_cast<std::chrono::seconds>(parse_duration(n, v));
+             if (c.jwt_ttl.count() < 60 || c.jwt_ttl.count() > 24 * 3600) invalid(n, v, "a duration from 1m to 24h");
+         }},
+        {"MTAPI_CURSOR_SECRET",
+         [](Config& c, auto n, auto& v) {
+             if (!v.empty() && v.size() < 32) invalid(n, "(hidden)", "at least 32 bytes");
+             c.cursor_secret = v;
+         }},
     };
     Config c;
     for (const auto& s : settings()) {

@@ -49,6 +49,15 @@ struct Config {
     std::chrono::milliseconds db_timeout{5'000};
     unsigned migrate_concurrency = 4;
 
+    // Tokens (the keyring itself is read by auth::Keyring from these three).
+    std::string jwt_secret;
+    std::string jwt_kid = "default";
+    std::string jwt_keys;
+    std::string jwt_issuer = "mtapi";
+    std::string jwt_audience = "mtapi";
+    std::chrono::seconds jwt_ttl{15 * 60};
+    std::string cursor_secret;  // empty: derived from the signing secret
+
     unsigned hash_threads = 2;
     std::size_t hash_queue = 64;
     unsigned long long argon2_t = 2;

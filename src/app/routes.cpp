@@ -6,6 +6,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <charconv>
 
+#include "api/v1/routes.hpp"
 #include "http/problem.hpp"
 
 namespace mtapi::app {
@@ -64,6 +65,10 @@ std::shared_ptr<http::Router> build_router(App& app, std::shared_ptr<obs::Metric
     router->add(Method::get, "/metrics", [registry](RequestContext&) -> asio::awaitable<Response> {
         co_return Response::text(200, "text/plain; version=0.0.4; charset=utf-8", registry->render());
     });
+    api::v1::add_auth_routes(*router, app);
+    api::v1::add_me_routes(*router, app);
+    api::v1::add_admin_tenant_routes(*router, app);
+    api::v1::add_admin_migration_routes(*router, app);
     if (config.test_endpoints) {
         router->add(Method::get, "/__test/sleep", test_sleep);
         router->add(Method::post, "/__test/echo", test_echo);

@@ -1,5 +1,7 @@
 #include "auth/password_hasher.hpp"
 
+#include <crypt.h>
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <sodium.h>
 
@@ -9,6 +11,7 @@
 #include <boost/asio/prefer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <cstring>
 
 #include "util/uuid.hpp"
 
@@ -26,6 +29,7 @@ void init_sodium() {
 PasswordHasher::PasswordHasher(unsigned threads, std::size_t queue_limit, HashParams params)
     : params_(params), queue_limit_(queue_limit) {
     init_sodium();
+    dummy_ = hash_now(generate_password(24), params_);  // once, at start-up
     if (threads == 0) threads = 1;
     for (unsigned i = 0; i < threads; ++i) {
         threads_.emplace_back([this, i] {
@@ -138,8 +142,26 @@ std::string PasswordHasher::hash_now(const std::string& password, const HashPara
 
 bool PasswordHasher::verify_now(const std::string& encoded, const std::string& password) {
     init_sodium();
-    if (encoded.rfind("$argon2id$", 0) != 0) return false;
-    return crypto_pwhash_str_verify(encoded.c_str(), password.data(), password.size()) == 0;
+    if (encoded.rfind("$argon2id$", 0) == 0)
+        return crypto_pwhash_str_verify(encoded.c_str(), password.data(), password.size()) == 0;
+    if (encoded.rfind("$2b$", 0) == 0 || encoded.rfind("$2y$", 0) == 0) return verify_bcrypt(encoded, password);
+    return false;
+}
+
+// Imported bcrypt hashes (libxcrypt). bcrypt only ever saw the first 72 bytes of a password, so a
+// longer password cannot be proven by such a hash: it is refused rather than silently truncated
+// (the user resets it, and from then on it is stored as argon2id).
+bool PasswordHasher::verify_bcrypt(const std::string& encoded, const std::string& password) {
+    if (password.size() > 72 || password.find('\0') != std::string::npos) return false;
+    auto data = std::make_unique<crypt_data>();
+    const char* out = crypt_rn(password.c_str(), encoded.c_str(), data.get(), sizeof(crypt_data));
+    if (out == nullptr || out[0] == '*') return false;
+    std::size_t n = std::strlen(out);
+    return n == encoded.size() && CRYPTO_memcmp(out, encoded.data(), n) == 0;
+}
+
+asio::awaitable<void> PasswordHasher::verify_dummy(std::string password) {
+    co_await verify(dummy_, std::move(password));
 }
 
 bool PasswordHasher::needs_rehash(const std::string& encoded) const {

@@ -40,8 +40,14 @@ class PasswordHasher {
 
     // Synchronous cores, for CLI use and tests.
     static std::string hash_now(const std::string& password, const HashParams& params);
+    // Verifies argon2id ($argon2id$) and imported bcrypt ($2b$/$2y$) hashes; anything else fails.
     static bool verify_now(const std::string& encoded, const std::string& password);
+    static bool verify_bcrypt(const std::string& encoded, const std::string& password);
+    // True for bcrypt hashes and argon2id hashes with other parameters than the configured ones.
     bool needs_rehash(const std::string& encoded) const;
+    // Verification against a fixed dummy hash with the configured cost: lets a login for an
+    // unknown user take as long as one for a known user.
+    boost::asio::awaitable<void> verify_dummy(std::string password);
 
     const HashParams& params() const { return params_; }
 
@@ -57,6 +63,7 @@ class PasswordHasher {
     void worker();
 
     HashParams params_;
+    std::string dummy_;  // written once in the constructor, read-only afterwards
     std::size_t queue_limit_;
     std::mutex mutex_;
     std::condition_variable cv_;

@@ -38,7 +38,10 @@ const std::string& RequestContext::param(std::string_view name) const {
 
 std::optional<std::string> RequestContext::query_param(std::string_view name) const {
     if (query.empty()) return std::nullopt;
-    auto parsed = boost::urls::parse_query(query);
+    // Boost.URL 1.81 reads past the end of a view that is not NUL-terminated (a request buffer):
+    // parse a terminated copy.
+    const std::string text(query);
+    auto parsed = boost::urls::parse_query(text);
     if (!parsed) throw Problem::bad_request("The query string is malformed.");
     std::optional<std::string> found;
     for (auto param : *parsed) {

@@ -31,7 +31,8 @@ bool decode_segment(std::string_view raw, std::string& out) {
         out.assign(raw);
         return true;
     }
-    auto pct = boost::urls::make_pct_string_view(raw);
+    const std::string text(raw);  // Boost.URL 1.81 needs a NUL-terminated string here
+    auto pct = boost::urls::make_pct_string_view(text);
     if (!pct) return false;
     out.clear();
     pct->decode({}, boost::urls::string_token::assign_to(out));

@@ -82,6 +82,19 @@ void Catalog::upsert(TenantPtr t) {
     }
 }
 
+void Catalog::erase(const std::string& id) {
+    auto current = snapshot();
+    for (;;) {
+        auto it = current->by_id.find(id);
+        if (it == current->by_id.end()) return;
+        auto next = std::make_shared<Snapshot>(*current);
+        next->by_slug.erase(it->second->slug);
+        next->by_id.erase(id);
+        std::shared_ptr<const Snapshot> desired = std::move(next);
+        if (snapshot_.compare_exchange_weak(current, desired, std::memory_order_acq_rel)) return;
+    }
+}
+
 asio::awaitable<TenantPtr> Catalog::lookup(pg::Pool& pool, const std::string& column, const std::string& value) {
     std::string sql = std::string("SELECT ") + select_columns() + " FROM platform.tenants WHERE " + column + " = $1";
     auto lease = co_await pool.acquire();

@@ -38,6 +38,11 @@ class Catalog {
     boost::asio::awaitable<TenantPtr> lookup_id(pg::Pool& pool, const std::string& id);
     boost::asio::awaitable<TenantPtr> lookup_slug(pg::Pool& pool, const std::string& slug);
 
+    // Publishes a tenant this instance just changed, ahead of the notification.
+    void put(TenantPtr t) { upsert(std::move(t)); }
+    // Forgets a tenant this instance just deleted.
+    void erase(const std::string& id);
+
     // Reads every tenant and publishes a fresh snapshot.
     boost::asio::awaitable<void> reload(pg::Connection& conn, pg::Deadline deadline);
 

@@ -25,6 +25,10 @@ asio::awaitable<std::vector<pg::Result>> TenantTx::run(std::span<const pg::Query
         // PUBLIC as well).
         full.push_back({std::string(kBind), {schema_ + ", pg_temp", role_}, true});
         offset = 2;
+        if (!principal_.empty()) {
+            full.push_back({"SELECT mtapi_principal($1::uuid, $2::text[])", {principal_, roles_}, true});
+            offset = 3;
+        }
     }
     for (const auto& q : batch)
         full.push_back(q);
@@ -56,8 +60,14 @@ asio::awaitable<pg::Result> TenantTx::query_and_commit(pg::Query q) {
 
 asio::awaitable<void> TenantTx::commit() {
     if (finished_) co_return;
-    if (!begun_) {  // nothing ran: nothing to commit
-        finished_ = true;
+    if (!begun_) {
+        // Nothing ran. The principal check still must: a handler that touches no table is
+        // authorised like any other.
+        if (principal_.empty()) {
+            finished_ = true;
+            co_return;
+        }
+        co_await run({}, true);
         co_return;
     }
     pg::Query c{"COMMIT", {}, false};

@@ -42,6 +42,15 @@ class TenantTx {
 
     bool finished() const { return finished_; }
 
+    // Makes the first batch check, before any statement of the caller, that `user_id` is a
+    // current user of the tenant whose role is in `roles` (a PostgreSQL array literal such as
+    // {admin,dispatcher}). A failure raises SQLSTATE MT401 / MT403, and the server skips the rest
+    // of the batch, so a request's statements never run for a principal that fails the check.
+    void require_principal(std::string user_id, std::string roles) {
+        principal_ = std::move(user_id);
+        roles_ = std::move(roles);
+    }
+
   private:
     boost::asio::awaitable<std::vector<pg::Result>> run(std::span<const pg::Query> batch, bool commit);
 
@@ -51,6 +60,8 @@ class TenantTx {
     pg::Deadline deadline_;
     bool begun_ = false;
     bool finished_ = false;
+    std::string principal_;
+    std::string roles_;
 };
 
 // Runs `body(TenantTx&)` in a tenant transaction on a connection from `pool`: commits when it

@@ -71,3 +71,18 @@ TEST(Problem, every_common_status_has_a_specific_type) {
         EXPECT_NE(p.title(), "Unknown") << status;
     }
 }
+
+#include "http/request.hpp"
+
+TEST(RequestContext, query_parameters_are_read_within_the_query_only) {
+    std::string buffer = "limit=2 HTTP/1.1\r\nHost: x\r\n";
+    RequestContext ctx;
+    ctx.query = std::string_view(buffer.data(), 7);
+    EXPECT_EQ(ctx.query_param("limit"), "2");
+}
+
+TEST(RequestContext, repeated_query_parameter_is_a_bad_request) {
+    RequestContext ctx;
+    ctx.query = "limit=2&limit=3";
+    EXPECT_THROW(ctx.query_param("limit"), Problem);
+}

@@ -110,3 +110,13 @@ TEST(Router, rejects_duplicate_and_malformed_templates) {
     EXPECT_THROW(r.add(Method::get, "/a/{x", ok), std::invalid_argument);
     EXPECT_THROW(r.add(Method::head, "/b", ok), std::invalid_argument);
 }
+
+TEST(Router, decodes_only_its_own_segment) {
+    Router r = make_router();
+    // The path is not NUL-terminated in a request buffer: decoding must stop at the segment end.
+    std::string buffer = "/api/v1/admin/tenants/a%2Db HTTP/1.1\r\n";
+    std::string_view path(buffer.data(), buffer.find(' '));
+    auto m = r.match(Method::get, path);
+    ASSERT_NE(m.handler, nullptr);
+    EXPECT_EQ(m.params[0].value, "a-b");
+}
