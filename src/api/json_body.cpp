@@ -92,6 +92,7 @@ Optional<std::string> BodyFields::string(std::string_view key, Text rule) {
     if (v->is_null()) return out;
     if (!v->is_string()) {
         error(std::string(key), "must be a string");
+        out.invalid = true;
         return out;
     }
     std::string_view text = v->as_string();
@@ -102,12 +103,14 @@ Optional<std::string> BodyFields::string(std::string_view key, Text rule) {
             for (std::size_t i = 0; i < rule.one_of.size(); ++i)
                 msg += (i ? ", " : "") + std::string(rule.one_of[i]);
             error(std::string(key), msg);
+            out.invalid = true;
             return out;
         }
     } else if (n < rule.min || n > rule.max) {
         error(std::string(key), rule.min == rule.max ? "must be exactly " + std::to_string(rule.min) + " characters"
                                                      : "must be " + std::to_string(rule.min) + " to " +
                                                            std::to_string(rule.max) + " characters");
+        out.invalid = true;
         return out;
     }
     out.value = std::string(text);
@@ -139,10 +142,12 @@ Optional<std::int64_t> BodyFields::integer(std::string_view key, std::int64_t mi
         n = static_cast<std::int64_t>(v->as_double());
     else {
         error(std::string(key), "must be an integer");
+        out.invalid = true;
         return out;
     }
     if (n < min || n > max) {
         error(std::string(key), "must be between " + std::to_string(min) + " and " + std::to_string(max));
+        out.invalid = true;
         return out;
     }
     out.value = n;
@@ -157,12 +162,14 @@ Optional<std::string> BodyFields::number(std::string_view key, double min, doubl
     if (v->is_null()) return out;
     if (!v->is_number()) {
         error(std::string(key), "must be a number");
+        out.invalid = true;
         return out;
     }
     double d = v->to_number<double>();
     if (!std::isfinite(d) || d < min || d > max) {
         error(std::string(key),
               "must be between " + json::serialize(json::value(min)) + " and " + json::serialize(json::value(max)));
+        out.invalid = true;
         return out;
     }
     out.value = json::serialize(*v);
@@ -177,6 +184,7 @@ Optional<std::string> BodyFields::timestamp(std::string_view key) {
     if (v->is_null()) return out;
     if (!v->is_string() || !is_rfc3339(v->as_string())) {
         error(std::string(key), "must be an RFC 3339 timestamp such as 2026-01-31T08:00:00Z");
+        out.invalid = true;
         return out;
     }
     out.value = std::string(v->as_string());
@@ -200,6 +208,7 @@ Optional<std::string> BodyFields::uuid(std::string_view key) {
     if (v->is_null()) return out;
     if (!v->is_string() || !util::parse_uuid(v->as_string())) {
         error(std::string(key), "must be a UUID");
+        out.invalid = true;
         return out;
     }
     out.value = util::to_string(*util::parse_uuid(v->as_string()));  // canonical lowercase
@@ -214,6 +223,7 @@ Optional<json::object> BodyFields::object(std::string_view key) {
     if (v->is_null()) return out;
     if (!v->is_object()) {
         error(std::string(key), "must be an object or null");
+        out.invalid = true;
         return out;
     }
     out.value = v->as_object();

@@ -23,8 +23,9 @@ boost::json::object parse_json_object(const http::RequestContext& ctx);
 template <class T>
 struct Optional {
     bool present = false;    // the key was in the body
-    std::optional<T> value;  // empty when null (or absent)
-    bool is_null() const { return present && !value; }
+    bool invalid = false;    // present but rejected (an error was recorded)
+    std::optional<T> value;  // empty when null, absent or invalid
+    bool is_null() const { return present && !invalid && !value; }
 };
 
 // Rules for a string field: length in characters (UTF-8 code points), or a set of values.

@@ -67,6 +67,7 @@ std::shared_ptr<http::Router> build_router(App& app, std::shared_ptr<obs::Metric
     });
     api::v1::add_auth_routes(*router, app);
     api::v1::add_me_routes(*router, app);
+    api::v1::add_vehicle_routes(*router, app);
     api::v1::add_admin_tenant_routes(*router, app);
     api::v1::add_admin_migration_routes(*router, app);
     if (config.test_endpoints) {
