@@ -14,6 +14,33 @@ std::string schema_name_for(const util::Uuid& id) {
     return "tenant_" + util::to_hex(id);
 }
 
+bool rebinds_session(std::string_view sql) {
+    // Lower-case with runs of whitespace folded to one space.
+    std::string text;
+    text.reserve(sql.size());
+    for (char c : sql) {
+        char l = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+        bool space = l == ' ' || l == '\t' || l == '\n' || l == '\r' || l == '\f';
+        if (space) {
+            if (!text.empty() && text.back() != ' ') text.push_back(' ');
+        } else {
+            text.push_back(l);
+        }
+    }
+    // Only data statements: no SET/RESET, transaction control, DDL, DO blocks or comments that
+    // could hide what follows.
+    static constexpr std::string_view kAllowedStarts[] = {"select ", "insert ", "update ", "delete ", "with "};
+    bool allowed = false;
+    for (auto start : kAllowedStarts) allowed = allowed || text.compare(0, start.size(), start) == 0;
+    if (!allowed) return true;
+    // Functions that change session state or reach outside the database.
+    static constexpr std::string_view kForbidden[] = {"set_config", "set_user", "dblink", "lo_import", "lo_export",
+                                                      "pg_read_", "pg_write_"};
+    for (auto f : kForbidden)
+        if (text.find(f) != std::string::npos) return true;
+    return false;
+}
+
 asio::awaitable<std::vector<pg::Result>> TenantTx::run(std::span<const pg::Query> batch, bool commit) {
     if (finished_) throw pg::Error(pg::ErrorKind::other, "tenant transaction already finished");
     std::vector<pg::Query> full;
@@ -30,8 +57,12 @@ asio::awaitable<std::vector<pg::Result>> TenantTx::run(std::span<const pg::Query
             offset = 3;
         }
     }
-    for (const auto& q : batch)
+    for (const auto& q : batch) {
+        if (rebinds_session(q.sql))
+            throw pg::Error(pg::ErrorKind::insufficient_privilege, "statement may not change the tenant binding",
+                            "42501");
         full.push_back(q);
+    }
     if (commit) full.push_back({"COMMIT", {}, false});
     // Count the transaction as open before sending: if anything fails, abort() rolls back.
     begun_ = true;

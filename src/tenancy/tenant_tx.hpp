@@ -25,6 +25,15 @@
 
 namespace mtapi::tenancy {
 
+// The login role is a member of every tenant role (so TenantTx can bind any tenant), and
+// PostgreSQL checks SET ROLE against the session user: SQL that ran `SET ROLE <other tenant>`
+// inside a tenant transaction would be allowed by the database. TenantTx therefore accepts only
+// data statements (SELECT, INSERT, UPDATE, DELETE, WITH) that call no session-changing function
+// (set_config, …): no SET/RESET, no transaction control, no DDL or DO blocks. Handler SQL is
+// fixed text with bound parameters, so this costs nothing legitimate; it closes the gap an
+// injection bug would otherwise open. See ADR 004.
+bool rebinds_session(std::string_view sql);
+
 class TenantTx {
   public:
     TenantTx(pg::Connection& conn, const Tenant& tenant, pg::Deadline deadline)
