@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+#include <charconv>
 #include <cmath>
 
 #include "util/uuid.hpp"
@@ -19,6 +20,13 @@ bool is_json_content_type(std::string_view ct) {
     while (!type.empty() && type.back() == ' ')
         type.remove_suffix(1);
     return http::iequals(type, "application/json");
+}
+
+// A bound as people write it: 0, 0.5, 100000 (not 0E0 or 1E5).
+std::string decimal(double d) {
+    char buf[512];
+    auto r = std::to_chars(buf, buf + sizeof buf, d, std::chars_format::fixed);
+    return r.ec == std::errc() ? std::string(buf, r.ptr) : json::serialize(json::value(d));
 }
 
 bool digits(std::string_view s, std::size_t pos, std::size_t n) {
@@ -167,8 +175,7 @@ Optional<std::string> BodyFields::number(std::string_view key, double min, doubl
     }
     double d = v->to_number<double>();
     if (!std::isfinite(d) || d < min || d > max) {
-        error(std::string(key),
-              "must be between " + json::serialize(json::value(min)) + " and " + json::serialize(json::value(max)));
+        error(std::string(key), "must be between " + decimal(min) + " and " + decimal(max));
         out.invalid = true;
         return out;
     }

@@ -65,9 +65,13 @@ std::shared_ptr<http::Router> build_router(App& app, std::shared_ptr<obs::Metric
     router->add(Method::get, "/metrics", [registry](RequestContext&) -> asio::awaitable<Response> {
         co_return Response::text(200, "text/plain; version=0.0.4; charset=utf-8", registry->render());
     });
+    api::v1::add_openapi_routes(*router, app);
     api::v1::add_auth_routes(*router, app);
     api::v1::add_me_routes(*router, app);
     api::v1::add_vehicle_routes(*router, app);
+    api::v1::add_driver_routes(*router, app);
+    api::v1::add_trip_routes(*router, app);
+    api::v1::add_user_routes(*router, app);
     api::v1::add_admin_tenant_routes(*router, app);
     api::v1::add_admin_migration_routes(*router, app);
     if (config.test_endpoints) {

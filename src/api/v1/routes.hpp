@@ -14,5 +14,6 @@ void add_vehicle_routes(http::Router& router, app::App& app);
 void add_driver_routes(http::Router& router, app::App& app);
 void add_trip_routes(http::Router& router, app::App& app);
 void add_user_routes(http::Router& router, app::App& app);
+void add_openapi_routes(http::Router& router, app::App& app);
 
 }  // namespace mtapi::api::v1
