@@ -39,6 +39,12 @@ auth::Claims verified_claims(app::App& app, const http::RequestContext& ctx) {
     return std::move(result).claims();
 }
 
+unsigned role_bit(std::string_view role) {
+    if (role == "admin") return kRoleAdmin;
+    if (role == "dispatcher") return kRoleDispatcher;
+    if (role == "viewer") return kRoleViewer;
+    return 0;
+}
 
 }  // namespace
 
@@ -82,9 +88,7 @@ std::optional<http::Problem> problem_for(const pg::Error& e) {
 asio::awaitable<Principal> authenticate_tenant(app::App& app, const http::RequestContext& ctx, unsigned allowed) {
     auth::Claims claims = verified_claims(app, ctx);
     if (!claims.tenant_id) throw forbidden("Platform tokens cannot use tenant routes.");
-    // The role is not judged from the token: mtapi_principal() checks the user's current role in
-    // the request's own transaction, so promotions and demotions apply at once.
-    (void)allowed;
+    if ((role_bit(claims.role) & allowed) == 0) throw forbidden("Your role does not allow this.");
     Principal p;
     p.user_id = util::to_string(claims.sub);
     p.role = claims.role;
