@@ -92,3 +92,10 @@ distclean:
 .PHONY: bench-tenancy
 bench-tenancy: build
 	bench/tenancy.sh
+
+# Fleet API load test against the dev PostgreSQL: GET/list/POST
+# /api/v1/vehicles over 8 tenants (wrk), next to pgbench running the same
+# tenant transactions (bench/fleet.sh; see bench/README.md).
+.PHONY: bench-fleet
+bench-fleet: build
+	bench/fleet.sh

@@ -177,7 +177,7 @@ check_response() {
 nginx_version=$("$NGINX_BIN" -v 2>&1 | sed 's|.*nginx/||')
 mtapi_version=$("$MTAPI_BIN" --version 2>/dev/null | awk '{ print $2 }')
 if [[ $ACCESS_LOG == on ]]; then
-  log_note="on for both (mtapi: JSON lines to /dev/null; nginx: JSON-like lines to a file under $TMP, 32k buffer)"
+  log_note="on for both (mtapi: JSON lines to /dev/null; nginx: similar JSON lines to a file, 32k buffer)"
 else
   log_note="off for both servers"
 fi

@@ -69,7 +69,10 @@ st=0
 trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
-if ((st != 0)); then
+if ((st == 130)); then
+  echo "bench: interrupted" >&2
+  exit "$st"
+elif ((st != 0)); then
   echo "bench: mtapi_tenancy_bench failed (exit $st)" >&2
   exit "$st"
 fi

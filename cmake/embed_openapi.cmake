@@ -9,7 +9,8 @@
 # (cmake -P) and writes that source: the document's bytes as a string literal in which every byte
 # is a \xHH escape (as cmake/embed.cmake does for the SQL migrations), and its entity tag, the
 # first 128 bits of the SHA-256 of those bytes. Editing the document regenerates the source on
-# the next build. A document that is not JSON, or not OpenAPI 3.1, fails the build.
+# the next build. A document CMake cannot read as JSON, or whose `openapi` is not 3.1.x, fails the
+# build (CMake's JSON reader is lenient: tests/unit/openapi_test.cpp parses it strictly).
 
 if(NOT CMAKE_SCRIPT_MODE_FILE)
   set(MTAPI_EMBED_OPENAPI_SCRIPT "${CMAKE_CURRENT_LIST_FILE}")

@@ -327,7 +327,8 @@ asio::awaitable<void> remove_tenant(pg::Connection& conn, const BenchTenant& t) 
     co_await tenancy::remove(conn, tenant, soon());
 }
 
-// Removes `tenants` on `workers` connections; returns the ones that could not be removed.
+// Removes `tenants` on `workers` connections; returns the ones that could not be removed. A worker
+// that cannot connect stops; what no worker reached is returned too.
 asio::awaitable<std::vector<BenchTenant>> remove_all(asio::io_context& ioc, const Options& opts,
                                                      const std::vector<BenchTenant>& tenants, unsigned workers) {
     std::vector<BenchTenant> left;
@@ -341,11 +342,14 @@ asio::awaitable<std::vector<BenchTenant>> remove_all(asio::io_context& ioc, cons
         while (next < tenants.size()) {
             const BenchTenant& t = tenants[next++];
             std::exception_ptr failure;
+            bool connecting = false;
             try {
                 if (!conn || conn->broken()) {
                     conn.reset();
+                    connecting = true;
                     pg::ConnectOptions copts = connect_options(opts);
                     conn = co_await pg::Connection::connect(ioc, copts);
+                    connecting = false;
                 }
                 co_await remove_tenant(*conn, t);
             } catch (...) {
@@ -358,6 +362,7 @@ asio::awaitable<std::vector<BenchTenant>> remove_all(asio::io_context& ioc, cons
                     std::fprintf(stderr, "cleanup: %s: %s\n", t.schema.c_str(), one_line(e.what()).c_str());
                 }
                 left.push_back(t);
+                if (connecting) co_return;
             }
         }
     };
@@ -372,6 +377,8 @@ asio::awaitable<std::vector<BenchTenant>> remove_all(asio::io_context& ioc, cons
     boost::system::error_code ignored;
     while (running > 0)
         co_await all_done.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    while (next < tenants.size())
+        left.push_back(tenants[next++]);
     co_return left;
 }
 

@@ -60,6 +60,9 @@ bool is_rfc3339(std::string_view s) {
                    (rest.size() == 6 && (rest[0] == '+' || rest[0] == '-') && digits(rest, 1, 2) && rest[3] == ':' &&
                     digits(rest, 4, 2));
     if (!zone_ok) return false;
+    // PostgreSQL accepts offsets up to ±15:59.
+    if (rest.size() == 6 && ((rest[1] - '0') * 10 + (rest[2] - '0') > 15 || (rest[4] - '0') * 10 + (rest[5] - '0') > 59))
+        return false;
     auto num = [&](std::size_t pos) { return (s[pos] - '0') * 10 + (s[pos + 1] - '0'); };
     int month = num(5), day = num(8), hour = num(11), minute = num(14), second = num(17);
     return month >= 1 && month <= 12 && day >= 1 && day <= 31 && hour <= 23 && minute <= 59 && second <= 60;
@@ -104,6 +107,11 @@ Optional<std::string> BodyFields::string(std::string_view key, Text rule) {
         return out;
     }
     std::string_view text = v->as_string();
+    if (text.find('\0') != std::string_view::npos) {
+        error(std::string(key), "must not contain NUL characters");
+        out.invalid = true;
+        return out;
+    }
     std::size_t n = utf8_length(text);
     if (!rule.one_of.empty()) {
         if (std::find(rule.one_of.begin(), rule.one_of.end(), text) == rule.one_of.end()) {

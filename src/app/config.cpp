@@ -55,7 +55,7 @@ const std::vector<SettingSpec>& settings() {
         {"MTAPI_JWT_TTL", "jwt-ttl", "15m", "lifetime of access tokens"},
         {"MTAPI_CURSOR_SECRET", "cursor-secret", "",
          "key of pagination cursors (≥ 32 bytes); default: derived from the signing key"},
-        {"MTAPI_HASH_THREADS", "hash-threads", "2", "threads hashing passwords (argon2id), 1-64"},
+        {"MTAPI_HASH_THREADS", "hash-threads", "", "threads hashing passwords (argon2id), 1-64; default: half the cores, at least 1"},
         {"MTAPI_HASH_QUEUE", "hash-queue", "64", "password hashes that may wait for a thread; beyond → 503"},
         {"MTAPI_ARGON2_T", "argon2-t", "2", "argon2id passes (t), 2-10"},
         {"MTAPI_ARGON2_M", "argon2-m", "19MiB", "argon2id memory (m), 19MiB-1GiB"},
@@ -155,6 +155,10 @@ Config load_config(const EnvLookup& env, const std::map<std::string, std::string
         if (auto it = overrides.find(std::string(s.env)); it != overrides.end()) return it->second;
         if (auto v = env(s.env); v && !v->empty()) return *v;
         if (s.env == "MTAPI_THREADS") return default_threads();
+        if (s.env == "MTAPI_HASH_THREADS") {
+            unsigned n = std::thread::hardware_concurrency() / 2;
+            return std::to_string(n == 0 ? 1 : n);
+        }
         return std::string(s.fallback);
     };
     using Setter = std::function<void(Config&, std::string_view, const std::string&)>;

@@ -3,6 +3,8 @@
 #include <crypt.h>
 #include <openssl/crypto.h>
 #include <pthread.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <sodium.h>
 
 #include <boost/asio/async_result.hpp>
@@ -35,6 +37,8 @@ PasswordHasher::PasswordHasher(unsigned threads, std::size_t queue_limit, HashPa
         threads_.emplace_back([this, i] {
             std::string name = "mtapi-hash-" + std::to_string(i);
             pthread_setname_np(pthread_self(), name.c_str());
+            // Below the I/O threads: a burst of logins must not delay other requests.
+            setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
             worker();
         });
     }

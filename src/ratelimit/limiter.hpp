@@ -51,8 +51,9 @@ class Limiter {
   public:
     virtual ~Limiter() = default;
 
-    // Takes one token from bucket `id` (configured by `bucket`). `id` is copied before the first
-    // suspension. Throws redis::Error (RedisLimiter) or Unavailable (fail-closed FailoverLimiter).
+    // Takes one token from bucket `id` (configured by `bucket`). Implementations copy both
+    // arguments when called, so neither needs to outlive the call. Throws redis::Error
+    // (RedisLimiter) or Unavailable (fail-closed FailoverLimiter).
     virtual boost::asio::awaitable<Decision> take(std::string_view id, const Bucket& bucket) = 0;
 
     // Gives one token back to bucket `id`, never beyond its capacity (LoginThrottle returns the

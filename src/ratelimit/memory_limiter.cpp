@@ -34,12 +34,11 @@ Form form_of(const Normalized& n) {
         return f;
     }
     f.t_ns = std::max<std::int64_t>(1, std::llround(t));
-    const __int128 tau = static_cast<__int128>(f.capacity) * f.t_ns;
-    if (tau > kMaxSpanNs) {
+    if (f.capacity > kMaxSpanNs / f.t_ns) {  // capacity · t_ns would exceed 2^61
         f.counting = true;
         return f;
     }
-    f.tau_ns = static_cast<std::int64_t>(tau);
+    f.tau_ns = f.capacity * f.t_ns;
     return f;
 }
 
@@ -177,13 +176,23 @@ void MemoryLimiter::refund_now(std::string_view id, const Bucket& bucket) {
     apply(id, bucket, -1);
 }
 
+namespace {
+boost::asio::awaitable<Decision> ready(Decision d) {
+    co_return d;
+}
+boost::asio::awaitable<void> done() {
+    co_return;
+}
+}  // namespace
+
+// Decided when called (not when awaited), so the arguments need not outlive the call.
 boost::asio::awaitable<Decision> MemoryLimiter::take(std::string_view id, const Bucket& bucket) {
-    co_return apply(id, bucket, 1);
+    return ready(apply(id, bucket, 1));
 }
 
 boost::asio::awaitable<void> MemoryLimiter::refund(std::string_view id, const Bucket& bucket) {
     apply(id, bucket, -1);
-    co_return;
+    return done();
 }
 
 // cost 1 takes a token, cost −1 gives one back. Each CAS attempt reads the clock afresh, so a
@@ -243,8 +252,7 @@ Decision MemoryLimiter::apply(std::string_view id, const Bucket& bucket, int cos
             d.allowed = false;
             d.remaining = tokens;
             d.reset_seconds = ceil_seconds(e_eff + f.tau_ns - t, kNanosPerSecond);
-            d.retry_after_seconds =
-                std::max<long long>(1, ceil_seconds(f.t_ns * cost - level_ns, kNanosPerSecond));
+            d.retry_after_seconds = std::max<long long>(1, ceil_seconds(f.t_ns * cost - level_ns, kNanosPerSecond));
             return d;
         }
         const std::int64_t next_e = cost > 0 ? e_eff + f.t_ns * cost : std::max(e_eff + f.t_ns * cost, floor_e);

@@ -64,10 +64,12 @@ boost::asio::awaitable<Decision> RedisLimiter::take(std::string_view id, const B
 }
 
 boost::asio::awaitable<void> RedisLimiter::refund(std::string_view id, const Bucket& bucket) {
-    std::string k = key(id);
-    Normalized b = normalize(bucket);
-    if (b.capacity == 0) co_return;
-    co_await run(std::move(k), b, -1);
+    return run_refund(key(id), normalize(bucket));
+}
+
+boost::asio::awaitable<void> RedisLimiter::run_refund(std::string key, Normalized bucket) {
+    if (bucket.capacity == 0) co_return;
+    co_await run(std::move(key), bucket, -1);
 }
 
 boost::asio::awaitable<Decision> RedisLimiter::run(std::string key, Normalized bucket, int cost) {

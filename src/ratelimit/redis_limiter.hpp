@@ -46,6 +46,7 @@ class RedisLimiter final : public Limiter {
 
   private:
     boost::asio::awaitable<Decision> run(std::string key, Normalized bucket, int cost);
+    boost::asio::awaitable<void> run_refund(std::string key, Normalized bucket);
 
     redis::Client& client_;
     RedisLimiterOptions options_;

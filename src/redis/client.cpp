@@ -569,8 +569,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
                 try {
                     if (self->ac == nullptr && Clock::now() >= self->retry_after) {
                         if (!self->resolved) co_await self->resolve();
-                        if (self->ac == nullptr && self->resolved && Clock::now() >= self->retry_after &&
-                            !self->closed)
+                        if (self->ac == nullptr && self->resolved && Clock::now() >= self->retry_after && !self->closed)
                             self->open();
                     } else if (self->ac != nullptr && self->ready && Clock::now() >= self->next_ping) {
                         co_await self->ping();

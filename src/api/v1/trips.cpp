@@ -103,7 +103,8 @@ void add_trip_routes(http::Router& router, app::App& app) {
         {"trips_vehicle_id_fkey", 422, "vehicle_id", "does not name a vehicle of this tenant"},
         {"trips_driver_id_fkey", 422, "driver_id", "does not name a driver of this tenant"},
         {"trips_status_check", 422, "status", "must be one of planned, in_progress, completed, cancelled"},
-        {"trips_distance_km_check", 422, "distance_km", "must be between 0 and 100000"}};
+        {"trips_distance_km_check", 422, "distance_km", "must be between 0 and 100000"},
+        {"trips_completed_at_check", 422, "completed_at", "must not be before started_at"}};
     add_resource_routes(router, app, def);
 }
 

@@ -1,0 +1,155 @@
+#include "ratelimit/failover_limiter.hpp"
+
+#include "obs/log.hpp"
+#include "redis/client.hpp"
+
+namespace mtapi::ratelimit {
+namespace {
+
+void bump(std::atomic<std::uint64_t>& c) {
+    c.fetch_add(1, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+void FailoverMonitor::shard_degraded(std::string_view reason) {
+    if (degraded_shards_.fetch_add(1, std::memory_order_relaxed) == 0)
+        obs::warn("rate limiting degraded: Redis is unusable, limits are enforced in process", {{"reason", reason}});
+}
+
+void FailoverMonitor::shard_restored() {
+    if (degraded_shards_.fetch_sub(1, std::memory_order_relaxed) == 1)
+        obs::info("rate limiting restored: Redis decides again");
+}
+
+void FailoverMonitor::shard_gone() {
+    degraded_shards_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+FailoverStats& FailoverStats::operator+=(const FailoverStats& o) {
+    redis_allowed += o.redis_allowed;
+    redis_limited += o.redis_limited;
+    fallback_allowed += o.fallback_allowed;
+    fallback_limited += o.fallback_limited;
+    unavailable += o.unavailable;
+    redis_errors += o.redis_errors;
+    return *this;
+}
+
+void render_metrics(std::string& out, const FailoverStats& s, bool degraded) {
+    auto line = [&out](std::string_view name, std::string_view labels, std::uint64_t v) {
+        out.append(name);
+        out.append(labels);
+        out.push_back(' ');
+        out.append(std::to_string(v));
+        out.push_back('\n');
+    };
+    out.append("# HELP mtapi_ratelimit_decisions_total Rate limit decisions, by deciding backend and result.\n");
+    out.append("# TYPE mtapi_ratelimit_decisions_total counter\n");
+    line("mtapi_ratelimit_decisions_total", R"({backend="redis",result="allowed"})", s.redis_allowed);
+    line("mtapi_ratelimit_decisions_total", R"({backend="redis",result="limited"})", s.redis_limited);
+    line("mtapi_ratelimit_decisions_total", R"({backend="memory",result="allowed"})", s.fallback_allowed);
+    line("mtapi_ratelimit_decisions_total", R"({backend="memory",result="limited"})", s.fallback_limited);
+    out.append(
+        "# HELP mtapi_ratelimit_fallback_decisions_total Decisions made in process because Redis was unusable.\n");
+    out.append("# TYPE mtapi_ratelimit_fallback_decisions_total counter\n");
+    line("mtapi_ratelimit_fallback_decisions_total", "", s.fallback_allowed + s.fallback_limited);
+    out.append("# HELP mtapi_ratelimit_unavailable_total Requests refused because Redis was unusable (fail-closed).\n");
+    out.append("# TYPE mtapi_ratelimit_unavailable_total counter\n");
+    line("mtapi_ratelimit_unavailable_total", "", s.unavailable);
+    out.append("# HELP mtapi_ratelimit_redis_errors_total Rate limit calls to Redis that failed.\n");
+    out.append("# TYPE mtapi_ratelimit_redis_errors_total counter\n");
+    line("mtapi_ratelimit_redis_errors_total", "", s.redis_errors);
+    out.append("# HELP mtapi_ratelimit_degraded 1 while some shard decides without Redis.\n");
+    out.append("# TYPE mtapi_ratelimit_degraded gauge\n");
+    line("mtapi_ratelimit_degraded", "", degraded ? 1 : 0);
+}
+
+FailoverLimiter::FailoverLimiter(redis::Client& client, MemoryLimiter& memory, FailoverOptions options,
+                                 std::shared_ptr<FailoverMonitor> monitor)
+    : client_(client),
+      memory_(memory),
+      redis_(client, options.redis),
+      options_(options),
+      monitor_(monitor ? std::move(monitor) : std::make_shared<FailoverMonitor>()) {}
+
+FailoverLimiter::~FailoverLimiter() {
+    if (seen_degraded_) monitor_->shard_gone();
+}
+
+bool FailoverLimiter::degraded() const {
+    return !client_.healthy() || call_failed_.load(std::memory_order_relaxed);
+}
+
+FailoverStats FailoverLimiter::stats() const {
+    auto get = [](const std::atomic<std::uint64_t>& v) { return v.load(std::memory_order_relaxed); };
+    FailoverStats s;
+    s.redis_allowed = get(counters_.redis_allowed);
+    s.redis_limited = get(counters_.redis_limited);
+    s.fallback_allowed = get(counters_.fallback_allowed);
+    s.fallback_limited = get(counters_.fallback_limited);
+    s.unavailable = get(counters_.unavailable);
+    s.redis_errors = get(counters_.redis_errors);
+    return s;
+}
+
+void FailoverLimiter::observe(bool degraded, std::string_view reason) {
+    if (degraded == seen_degraded_) return;
+    seen_degraded_ = degraded;
+    if (degraded)
+        monitor_->shard_degraded(reason);
+    else
+        monitor_->shard_restored();
+}
+
+boost::asio::awaitable<Decision> FailoverLimiter::take(std::string_view id, const Bucket& bucket) {
+    return run(std::string(id), bucket);
+}
+
+boost::asio::awaitable<Decision> FailoverLimiter::run(std::string id, Bucket bucket) {
+    std::string reason = "Redis connection is down";
+    if (client_.healthy()) {
+        try {
+            Decision d = co_await redis_.take(id, bucket);
+            call_failed_.store(false, std::memory_order_relaxed);
+            observe(false, {});
+            bump(d.allowed ? counters_.redis_allowed : counters_.redis_limited);
+            co_return d;
+        } catch (const redis::Error& e) {
+            reason = e.what();
+            // Connection problems and timeouts make the client unhealthy by themselves; an error
+            // reply (script error, OOM, READONLY, …) leaves it healthy, so remember it here.
+            if (e.kind() == redis::ErrorKind::reply) call_failed_.store(true, std::memory_order_relaxed);
+        }
+        bump(counters_.redis_errors);
+    }
+    observe(true, reason);
+    if (options_.mode == FailMode::closed) {
+        bump(counters_.unavailable);
+        throw Unavailable("rate limiter unavailable: " + reason);
+    }
+    Decision d = memory_.take_now(id, bucket);
+    d.fallback = true;
+    bump(d.allowed ? counters_.fallback_allowed : counters_.fallback_limited);
+    co_return d;
+}
+
+boost::asio::awaitable<void> FailoverLimiter::refund(std::string_view id, const Bucket& bucket) {
+    return run_refund(std::string(id), bucket);
+}
+
+boost::asio::awaitable<void> FailoverLimiter::run_refund(std::string id, Bucket bucket) {
+    if (client_.healthy()) {
+        bool done = false;
+        try {
+            co_await redis_.refund(id, bucket);
+            done = true;
+        } catch (const redis::Error&) {
+            bump(counters_.redis_errors);
+        }
+        if (done) co_return;
+    }
+    memory_.refund_now(id, bucket);
+}
+
+}  // namespace mtapi::ratelimit
