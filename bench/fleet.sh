@@ -272,7 +272,7 @@ cp "$ROOT/bench/pgbench/vehicle_post.sql" "$TMP/pgbench/post.sql"
 
 # pgbench_args ENDPOINT I: the -D variables of tenant I for ENDPOINT's script.
 pgbench_args() {
-  local ep=$1 i=$2 k step
+  local ep=$1 i=$2 k step ids
   PGARGS=(-D "schema=${SCHEMA[i]}, pg_temp" -D "role=${ROLE[i]}" -D "user_id=${USER_ID[i]}")
   case $ep in
     get)
