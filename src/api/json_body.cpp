@@ -61,7 +61,8 @@ bool is_rfc3339(std::string_view s) {
                     digits(rest, 4, 2));
     if (!zone_ok) return false;
     // PostgreSQL accepts offsets up to ±15:59.
-    if (rest.size() == 6 && ((rest[1] - '0') * 10 + (rest[2] - '0') > 15 || (rest[4] - '0') * 10 + (rest[5] - '0') > 59))
+    if (rest.size() == 6 &&
+        ((rest[1] - '0') * 10 + (rest[2] - '0') > 15 || (rest[4] - '0') * 10 + (rest[5] - '0') > 59))
         return false;
     auto num = [&](std::size_t pos) { return (s[pos] - '0') * 10 + (s[pos + 1] - '0'); };
     int month = num(5), day = num(8), hour = num(11), minute = num(14), second = num(17);

@@ -3,9 +3,9 @@
 #include <crypt.h>
 #include <openssl/crypto.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <sys/resource.h>
 #include <unistd.h>
-#include <sodium.h>
 
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/execution/outstanding_work.hpp>

@@ -67,7 +67,8 @@ void serialize_head(std::string& out, const Response& r, std::string_view reques
     append_status_line(out, r.status);
     append_header(out, "Date", util::http_date_now());
     if (!r.content_type.empty()) append_header(out, "Content-Type", r.content_type);
-    if (r.status != 204 && r.status != 304 && r.status >= 200) append_header(out, "Content-Length", std::to_string(r.body.size()));
+    if (r.status != 204 && r.status != 304 && r.status >= 200)
+        append_header(out, "Content-Length", std::to_string(r.body.size()));
     append_header(out, "X-Request-Id", request_id);
     for (const auto& h : r.headers)
         append_header(out, h.name, h.value);

@@ -22,21 +22,36 @@ ErrorKind kind_of_sqlstate(const std::string& s, const std::string& message) {
 
 const char* kind_name(ErrorKind kind) {
     switch (kind) {
-        case ErrorKind::connection: return "connection";
-        case ErrorKind::unavailable: return "unavailable";
-        case ErrorKind::timeout: return "timeout";
-        case ErrorKind::unique_violation: return "unique_violation";
-        case ErrorKind::foreign_key_violation: return "foreign_key_violation";
-        case ErrorKind::check_violation: return "check_violation";
-        case ErrorKind::not_null_violation: return "not_null_violation";
-        case ErrorKind::serialization_failure: return "serialization_failure";
-        case ErrorKind::deadlock: return "deadlock";
-        case ErrorKind::insufficient_privilege: return "insufficient_privilege";
-        case ErrorKind::undefined_object: return "undefined_object";
-        case ErrorKind::query_canceled: return "query_canceled";
-        case ErrorKind::data_exception: return "data_exception";
-        case ErrorKind::cached_plan_changed: return "cached_plan_changed";
-        case ErrorKind::other: return "other";
+        case ErrorKind::connection:
+            return "connection";
+        case ErrorKind::unavailable:
+            return "unavailable";
+        case ErrorKind::timeout:
+            return "timeout";
+        case ErrorKind::unique_violation:
+            return "unique_violation";
+        case ErrorKind::foreign_key_violation:
+            return "foreign_key_violation";
+        case ErrorKind::check_violation:
+            return "check_violation";
+        case ErrorKind::not_null_violation:
+            return "not_null_violation";
+        case ErrorKind::serialization_failure:
+            return "serialization_failure";
+        case ErrorKind::deadlock:
+            return "deadlock";
+        case ErrorKind::insufficient_privilege:
+            return "insufficient_privilege";
+        case ErrorKind::undefined_object:
+            return "undefined_object";
+        case ErrorKind::query_canceled:
+            return "query_canceled";
+        case ErrorKind::data_exception:
+            return "data_exception";
+        case ErrorKind::cached_plan_changed:
+            return "cached_plan_changed";
+        case ErrorKind::other:
+            return "other";
     }
     return "other";
 }

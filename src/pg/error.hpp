@@ -9,25 +9,25 @@
 namespace mtapi::pg {
 
 enum class ErrorKind {
-    connection,             // lost or could not connect (08xxx, 57P01..57P03, socket errors)
-    unavailable,            // pool cannot hand out a connection now (backing off, queue full)
-    timeout,                // operation deadline passed; the connection was dropped
-    unique_violation,       // 23505
-    foreign_key_violation,  // 23503
-    check_violation,        // 23514
-    not_null_violation,     // 23502
-    serialization_failure,  // 40001
-    deadlock,               // 40P01
-    insufficient_privilege, // 42501
-    undefined_object,       // 42P01 undefined_table, 42703 undefined_column, 3F000 invalid_schema_name
-    query_canceled,         // 57014
-    data_exception,         // class 22 (bad input for a type, out of range, …)
-    cached_plan_changed,    // 0A000 "cached plan must not change result type"
+    connection,              // lost or could not connect (08xxx, 57P01..57P03, socket errors)
+    unavailable,             // pool cannot hand out a connection now (backing off, queue full)
+    timeout,                 // operation deadline passed; the connection was dropped
+    unique_violation,        // 23505
+    foreign_key_violation,   // 23503
+    check_violation,         // 23514
+    not_null_violation,      // 23502
+    serialization_failure,   // 40001
+    deadlock,                // 40P01
+    insufficient_privilege,  // 42501
+    undefined_object,        // 42P01 undefined_table, 42703 undefined_column, 3F000 invalid_schema_name
+    query_canceled,          // 57014
+    data_exception,          // class 22 (bad input for a type, out of range, …)
+    cached_plan_changed,     // 0A000 "cached plan must not change result type"
     other,
 };
 
 class Error : public std::runtime_error {
-public:
+  public:
     Error(ErrorKind kind, std::string message, std::string sqlstate = {}, std::string constraint = {},
           std::string column = {})
         : std::runtime_error(std::move(message)),
@@ -46,7 +46,7 @@ public:
         return kind_ == ErrorKind::connection || kind_ == ErrorKind::unavailable || kind_ == ErrorKind::timeout;
     }
 
-private:
+  private:
     ErrorKind kind_;
     std::string sqlstate_;
     std::string constraint_;

@@ -21,11 +21,17 @@ Result& Result::operator=(Result&& o) noexcept {
     return *this;
 }
 
-int Result::rows() const { return res_ == nullptr ? 0 : PQntuples(res_); }
+int Result::rows() const {
+    return res_ == nullptr ? 0 : PQntuples(res_);
+}
 
-int Result::columns() const { return res_ == nullptr ? 0 : PQnfields(res_); }
+int Result::columns() const {
+    return res_ == nullptr ? 0 : PQnfields(res_);
+}
 
-bool Result::is_null(int row, int col) const { return PQgetisnull(res_, row, col) != 0; }
+bool Result::is_null(int row, int col) const {
+    return PQgetisnull(res_, row, col) != 0;
+}
 
 std::string_view Result::text(int row, int col) const {
     return {PQgetvalue(res_, row, col), static_cast<std::size_t>(PQgetlength(res_, row, col))};
@@ -45,9 +51,13 @@ std::int64_t Result::int64(int row, int col) const {
     return v;
 }
 
-bool Result::boolean(int row, int col) const { return text(row, col) == "t"; }
+bool Result::boolean(int row, int col) const {
+    return text(row, col) == "t";
+}
 
-std::string_view Result::column_name(int col) const { return PQfname(res_, col); }
+std::string_view Result::column_name(int col) const {
+    return PQfname(res_, col);
+}
 
 int Result::column_index(std::string_view name) const {
     for (int c = 0; c < columns(); ++c)

@@ -12,7 +12,7 @@ struct pg_result;
 namespace mtapi::pg {
 
 class Result {
-public:
+  public:
     Result() = default;
     explicit Result(pg_result* res) : res_(res) {}
     ~Result();
@@ -37,7 +37,7 @@ public:
     bool empty() const { return rows() == 0; }
     pg_result* get() const { return res_; }
 
-private:
+  private:
     pg_result* res_ = nullptr;
 };
 

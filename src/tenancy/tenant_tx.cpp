@@ -31,11 +31,12 @@ bool rebinds_session(std::string_view sql) {
     // could hide what follows.
     static constexpr std::string_view kAllowedStarts[] = {"select ", "insert ", "update ", "delete ", "with "};
     bool allowed = false;
-    for (auto start : kAllowedStarts) allowed = allowed || text.compare(0, start.size(), start) == 0;
+    for (auto start : kAllowedStarts)
+        allowed = allowed || text.compare(0, start.size(), start) == 0;
     if (!allowed) return true;
     // Functions that change session state or reach outside the database.
-    static constexpr std::string_view kForbidden[] = {"set_config", "set_user", "dblink", "lo_import", "lo_export",
-                                                      "pg_read_", "pg_write_"};
+    static constexpr std::string_view kForbidden[] = {"set_config", "set_user", "dblink",   "lo_import",
+                                                      "lo_export",  "pg_read_", "pg_write_"};
     for (auto f : kForbidden)
         if (text.find(f) != std::string::npos) return true;
     return false;

@@ -51,17 +51,17 @@ TEST(JsonString, escapes_controls_and_replaces_invalid_utf8) {
 
 TEST(TenantTx, refuses_statements_that_could_rebind_the_session) {
     using mtapi::tenancy::rebinds_session;
-    for (const char* sql : {"SET ROLE tenant_x", "set   role tenant_x", "SET LOCAL ROLE tenant_x", "RESET ROLE",
-                            "SET SESSION ROLE tenant_x", "SELECT set_config('role', 'tenant_x', true)",
-                            "SELECT SET_CONFIG('search_path', 'tenant_x', true)", "SET search_path TO tenant_x",
-                            "SET SESSION AUTHORIZATION postgres", "RESET ALL", "DISCARD ALL",
-                            "CREATE TABLE pg_temp.vehicles (id uuid)", "COMMIT", "BEGIN", "DO $$BEGIN PERFORM 1; END$$",
-                            "/* x */ SET ROLE tenant_x", "-- x\nSET ROLE tenant_x",
-                            "SELECT 1 FROM users WHERE set_config('role', 'tenant_x', true) IS NOT NULL"})
+    for (const char* sql :
+         {"SET ROLE tenant_x", "set   role tenant_x", "SET LOCAL ROLE tenant_x", "RESET ROLE",
+          "SET SESSION ROLE tenant_x", "SELECT set_config('role', 'tenant_x', true)",
+          "SELECT SET_CONFIG('search_path', 'tenant_x', true)", "SET search_path TO tenant_x",
+          "SET SESSION AUTHORIZATION postgres", "RESET ALL", "DISCARD ALL", "CREATE TABLE pg_temp.vehicles (id uuid)",
+          "COMMIT", "BEGIN", "DO $$BEGIN PERFORM 1; END$$", "/* x */ SET ROLE tenant_x", "-- x\nSET ROLE tenant_x",
+          "SELECT 1 FROM users WHERE set_config('role', 'tenant_x', true) IS NOT NULL"})
         EXPECT_TRUE(rebinds_session(sql)) << sql;
-    for (const char* sql : {"SELECT id, role FROM users WHERE id = $1", "UPDATE users SET role = $2 WHERE id = $1",
-                            "WITH x AS (SELECT 1) SELECT * FROM x", "DELETE FROM trips WHERE id = $1",
-                            "SELECT current_setting('search_path')",
-                            "SELECT * FROM vehicles WHERE status = $1 ORDER BY created_at DESC"})
+    for (const char* sql :
+         {"SELECT id, role FROM users WHERE id = $1", "UPDATE users SET role = $2 WHERE id = $1",
+          "WITH x AS (SELECT 1) SELECT * FROM x", "DELETE FROM trips WHERE id = $1",
+          "SELECT current_setting('search_path')", "SELECT * FROM vehicles WHERE status = $1 ORDER BY created_at DESC"})
         EXPECT_FALSE(rebinds_session(sql)) << sql;
 }

@@ -26,8 +26,10 @@ void add_column(std::vector<Column>& cols, BodyFields& f, const char* name, cons
     }
     std::optional<std::string> text;
     if (field.value) {
-        if constexpr (std::is_same_v<T, std::string>) text = *field.value;
-        else text = std::to_string(*field.value);
+        if constexpr (std::is_same_v<T, std::string>)
+            text = *field.value;
+        else
+            text = std::to_string(*field.value);
     }
     cols.push_back({name, std::move(text), cast});
 }

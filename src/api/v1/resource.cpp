@@ -32,7 +32,8 @@ Problem not_found(const ResourceDef& def) {
 std::optional<Problem> write_problem(const ResourceDef& def, const pg::Error& e, bool deleting) {
     using pg::ErrorKind;
     if (deleting && e.kind() == ErrorKind::foreign_key_violation)
-        return Problem::of_status(409, "Other records still refer to this " + def.table.substr(0, def.table.size() - 1) +
+        return Problem::of_status(409, "Other records still refer to this " +
+                                           def.table.substr(0, def.table.size() - 1) +
                                            "; delete or change them first.");
     for (const auto& c : def.constraints) {
         if (c.constraint != e.constraint()) continue;
@@ -41,7 +42,8 @@ std::optional<Problem> write_problem(const ResourceDef& def, const pg::Error& e,
         return p;
     }
     switch (e.kind()) {
-        case ErrorKind::unique_violation: return Problem::of_status(409, "A record with these values already exists.");
+        case ErrorKind::unique_violation:
+            return Problem::of_status(409, "A record with these values already exists.");
         case ErrorKind::check_violation:
         case ErrorKind::foreign_key_violation:
         case ErrorKind::not_null_violation: {
@@ -54,7 +56,8 @@ std::optional<Problem> write_problem(const ResourceDef& def, const pg::Error& e,
             p.with_error("body", "a value is out of range");
             return p;
         }
-        default: return std::nullopt;
+        default:
+            return std::nullopt;
     }
 }
 
@@ -79,11 +82,13 @@ asio::awaitable<Response> get_one(Ctx c, RequestContext& ctx) {
 asio::awaitable<Response> list(Ctx c, RequestContext& ctx) {
     Principal p = co_await authenticate_tenant(c.app, ctx, c.def->read_roles);
     std::vector<std::string_view> names;
-    for (const auto& f : c.def->filters) names.push_back(f.name);
+    for (const auto& f : c.def->filters)
+        names.push_back(f.name);
     std::vector<std::optional<std::string>> values;
     PageRequest page = parse_page(ctx, *c.app.cursors, p.tenant->id_text, c.def->table, names, values);
 
-    std::string sql = "SELECT " + c.def->json + ", " + ts("created_at") + ", id::text FROM " + c.def->table + " WHERE true";
+    std::string sql =
+        "SELECT " + c.def->json + ", " + ts("created_at") + ", id::text FROM " + c.def->table + " WHERE true";
     std::vector<std::optional<std::string>> params;
     for (std::size_t i = 0; i < c.def->filters.size(); ++i) {
         if (!values[i]) continue;
@@ -116,12 +121,14 @@ asio::awaitable<Response> list(Ctx c, RequestContext& ctx) {
     int shown = std::min(r.rows(), page.limit);
     std::vector<std::string> items;
     items.reserve(static_cast<std::size_t>(shown));
-    for (int i = 0; i < shown; ++i) items.emplace_back(r.text(i, 0));
+    for (int i = 0; i < shown; ++i)
+        items.emplace_back(r.text(i, 0));
     std::optional<util::CursorPosition> next;
     if (r.rows() > page.limit)
         next = util::CursorPosition{std::string(r.text(shown - 1, 1)), std::string(r.text(shown - 1, 2))};
     std::vector<std::pair<std::string_view, std::optional<std::string>>> links;
-    for (std::size_t i = 0; i < c.def->filters.size(); ++i) links.emplace_back(c.def->filters[i].name, values[i]);
+    for (std::size_t i = 0; i < c.def->filters.size(); ++i)
+        links.emplace_back(c.def->filters[i].name, values[i]);
     Page out = render_page(ctx, *c.app.cursors, page, items, next, links);
     Response resp = Response::json(200, std::move(out.body));
     if (out.link) resp.header("Link", *out.link);
@@ -148,8 +155,8 @@ asio::awaitable<Response> create(Ctx c, RequestContext& ctx) {
         names += ", " + col.name;
         placeholders += ", $" + std::to_string(params.size()) + col.cast;
     }
-    std::string sql = "INSERT INTO " + c.def->table + " (" + names + ") VALUES (" + placeholders + ") RETURNING " +
-                      c.def->json;
+    std::string sql =
+        "INSERT INTO " + c.def->table + " (" + names + ") VALUES (" + placeholders + ") RETURNING " + c.def->json;
     auto body = [&](tenancy::TenantTx& tx) -> asio::awaitable<std::string> {
         pg::Query q{sql, std::move(params), true};
         auto r = co_await tx.query_and_commit(std::move(q));

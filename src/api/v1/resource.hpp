@@ -5,7 +5,6 @@
 // transaction whose statements PostgreSQL renders straight to JSON text.
 
 #include <boost/asio/awaitable.hpp>
-
 #include <functional>
 #include <memory>
 #include <optional>
@@ -15,8 +14,8 @@
 
 #include "api/json_body.hpp"
 #include "app/app.hpp"
-#include "pg/connection.hpp"
 #include "http/router.hpp"
+#include "pg/connection.hpp"
 
 namespace mtapi::api::v1 {
 
@@ -37,12 +36,12 @@ struct ConstraintAnswer {
 };
 
 struct ResourceDef {
-    std::string table;      // also the list name bound into cursors
-    std::string path;       // /api/v1/vehicles
-    std::string json;       // SQL expression: one row as JSON text (json_build_object(...)::text)
+    std::string table;  // also the list name bound into cursors
+    std::string path;   // /api/v1/vehicles
+    std::string json;   // SQL expression: one row as JSON text (json_build_object(...)::text)
     struct Filter {
-        std::string_view name;  // query parameter and column
-        std::string cast;       // e.g. ::uuid
+        std::string_view name;                 // query parameter and column
+        std::string cast;                      // e.g. ::uuid
         std::vector<std::string_view> one_of;  // allowed values (empty: any; uuid filters validate)
         bool uuid = false;
     };

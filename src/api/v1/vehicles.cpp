@@ -28,9 +28,10 @@ void add_vehicle_routes(http::Router& router, app::App& app) {
     auto def = std::make_shared<ResourceDef>();
     def->table = "vehicles";
     def->path = "/api/v1/vehicles";
-    def->json = "json_build_object('id', id, 'plate', plate, 'vin', vin, 'make', make, 'model', model, 'year', year, "
-                "'status', status, 'odometer_km', odometer_km, 'created_at', " + ts("created_at") +
-                ", 'updated_at', " + ts("updated_at") + ")::text";
+    def->json =
+        "json_build_object('id', id, 'plate', plate, 'vin', vin, 'make', make, 'model', model, 'year', year, "
+        "'status', status, 'odometer_km', odometer_km, 'created_at', " +
+        ts("created_at") + ", 'updated_at', " + ts("updated_at") + ")::text";
     def->filters = {{"status", "", kStatuses, false}};
     def->read_roles = kReaders;
     def->write_roles = kWriters;
