@@ -576,6 +576,9 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
                     }
                 } catch (const Error&) {
                     // connect failures are recorded (and logged once) where they happen
+                } catch (const std::exception& e) {
+                    obs::error("Redis health loop failed", {{"error", std::string_view(e.what())}});
+                    if (self->ac == nullptr) self->retry_after = Clock::now() + self->next_backoff();
                 }
                 if (self->closed) break;
                 const auto now = Clock::now();
