@@ -611,6 +611,47 @@ TEST_F(Redis, memory_and_redis_backends_agree) {
     });
 }
 
+TEST_F(Redis, decision_latency_figures) {
+    run(
+        [](asio::io_context& ioc) -> asio::awaitable<void> {
+            redis::Client c(ioc, client_options());
+            co_await ready(c);
+            ratelimit::RedisLimiter limiter(c);
+            const std::string t = fresh_id();
+            const Bucket open{1'000'000, 100'000};
+            co_await limiter.take(t, open);  // the script is cached from here on
+            constexpr int kSequential = 2000;
+            auto t0 = Clock::now();
+            for (int i = 0; i < kSequential; ++i)
+                co_await limiter.take(t, open);
+            const double sequential_us =
+                std::chrono::duration<double, std::micro>(Clock::now() - t0).count() / kSequential;
+
+            // 64 coroutines at once, as a busy shard would have: pipelined on the one connection.
+            constexpr int kWorkers = 64;
+            constexpr int kPerWorker = 300;
+            Join join(ioc);
+            t0 = Clock::now();
+            for (int w = 0; w < kWorkers; ++w) {
+                asio::co_spawn(
+                    ioc,
+                    [&]() -> asio::awaitable<void> {
+                        for (int i = 0; i < kPerWorker; ++i)
+                            co_await limiter.take(t, open);
+                    },
+                    join.handler());
+            }
+            EXPECT_TRUE(co_await join.wait(30s));
+            EXPECT_TRUE(join.errors().empty()) << join.errors().front();
+            const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+            std::printf(
+                "Redis limiter: %.1f us per sequential decision; %.0f decisions/s with %d concurrent "
+                "callers on one connection\n",
+                sequential_us, kWorkers * kPerWorker / seconds, kWorkers);
+        },
+        60s);
+}
+
 // ----------------------------------------------------------------------------- failover, login
 
 TEST_F(Redis, failover_limiter_decides_through_redis_while_healthy) {
