@@ -1,5 +1,6 @@
 #include "api/guard.hpp"
 
+#include "app/rate_limiting.hpp"
 #include "auth/jws.hpp"
 #include "obs/log.hpp"
 #include "util/uuid.hpp"
@@ -85,10 +86,39 @@ std::optional<http::Problem> problem_for(const pg::Error& e) {
     return std::nullopt;
 }
 
-asio::awaitable<Principal> authenticate_tenant(app::App& app, const http::RequestContext& ctx, unsigned allowed) {
+asio::awaitable<void> charge_rate_limit(app::App& app, http::RequestContext& ctx, const tenancy::Tenant& tenant) {
+    ratelimit::Limiter* limiter = app.rate_limits ? app.rate_limits->limiter(ctx.shard) : nullptr;
+    if (limiter == nullptr) co_return;
+    ratelimit::Bucket bucket = app.rate_limits->bucket_for(tenant);
+    ratelimit::Decision d;
+    bool unavailable = false;
+    try {
+        d = co_await limiter->take(tenant.id_text, bucket);
+    } catch (const ratelimit::Unavailable&) {
+        unavailable = true;
+    }
+    if (unavailable) {
+        http::Problem p = http::Problem::of_status(503, "Rate limiting is unavailable; retry shortly.");
+        p.with_header("Retry-After", "1");
+        throw p;
+    }
+    app.rate_limits->observe(ctx.shard, tenant, d);
+    ctx.response_headers.push_back({"RateLimit-Limit", std::to_string(d.limit)});
+    ctx.response_headers.push_back({"RateLimit-Remaining", std::to_string(d.remaining)});
+    ctx.response_headers.push_back({"RateLimit-Reset", std::to_string(d.reset_seconds)});
+    if (!d.allowed) {
+        long long retry = std::max(1LL, d.retry_after_seconds);
+        http::Problem p(429, "rate-limited", "Too Many Requests",
+                        "This tenant's request rate limit is exhausted; retry after " + std::to_string(retry) +
+                            (retry == 1 ? " second." : " seconds."));
+        p.with_header("Retry-After", std::to_string(retry));
+        throw p;
+    }
+}
+
+asio::awaitable<Principal> authenticate_tenant(app::App& app, http::RequestContext& ctx, unsigned allowed) {
     auth::Claims claims = verified_claims(app, ctx);
     if (!claims.tenant_id) throw forbidden("Platform tokens cannot use tenant routes.");
-    if ((role_bit(claims.role) & allowed) == 0) throw forbidden("Your role does not allow this.");
     Principal p;
     p.user_id = util::to_string(claims.sub);
     p.role = claims.role;
@@ -104,6 +134,8 @@ asio::awaitable<Principal> authenticate_tenant(app::App& app, const http::Reques
         http::Problem suspended(403, "tenant-suspended", "Tenant Suspended", "This tenant is suspended.");
         throw suspended;
     }
+    co_await charge_rate_limit(app, ctx, *p.tenant);
+    if ((role_bit(claims.role) & allowed) == 0) throw forbidden("Your role does not allow this.");
     co_return p;
 }
 

@@ -38,8 +38,16 @@ struct Principal {
 };
 
 // Throws Problem 401 (missing/invalid token, unknown tenant), 403 (platform token on a tenant
-// route, role not in `allowed`, tenant suspended).
-boost::asio::awaitable<Principal> authenticate_tenant(app::App& app, const http::RequestContext& ctx, unsigned allowed);
+// route, role not in `allowed`, tenant suspended), 429 (the tenant's bucket is empty) or 503
+// (fail-closed rate limiting while Redis is unusable).
+//
+// Order: token → tenant (catalog) → status → rate limit → role. The rate limit is keyed by the
+// verified tenant only and charged before any tenant transaction; from there on every response
+// to the request, errors included, carries RateLimit-Limit/-Remaining/-Reset.
+boost::asio::awaitable<Principal> authenticate_tenant(app::App& app, http::RequestContext& ctx, unsigned allowed);
+
+// Takes one token from the tenant's bucket (see above); a no-op when limiting is off.
+boost::asio::awaitable<void> charge_rate_limit(app::App& app, http::RequestContext& ctx, const tenancy::Tenant& tenant);
 // Throws Problem 401 or 403 (tenant token on an admin route).
 boost::asio::awaitable<Principal> authenticate_platform(app::App& app, const http::RequestContext& ctx);
 

@@ -15,6 +15,8 @@
 
 namespace mtapi::app {
 
+class RateLimiting;  // app/rate_limiting.hpp
+
 struct App {
     Config config;
     std::shared_ptr<tenancy::Catalog> catalog;
@@ -23,6 +25,7 @@ struct App {
     std::vector<boost::asio::io_context*> contexts;  // by shard
     std::shared_ptr<const auth::Keyring> keyring;
     std::unique_ptr<util::CursorCodec> cursors;
+    std::shared_ptr<RateLimiting> rate_limits;  // null: no limiting (tools and unit tests)
 
     pg::Pool& pool(unsigned shard) { return *pools.at(shard); }
     pg::Deadline db_deadline() const { return pg::Clock::now() + config.db_timeout; }

@@ -4,6 +4,7 @@
 
 #include "app/app.hpp"
 #include "app/commands.hpp"
+#include "app/rate_limiting.hpp"
 #include "app/routes.hpp"
 #include "http/server.hpp"
 #include "obs/log.hpp"
@@ -75,6 +76,8 @@ int cmd_serve(const Config& config) {
         app.contexts.push_back(&server.shard_context(i));
     }
     add_pool_metrics(*registry, app);
+    app.rate_limits = std::make_shared<RateLimiting>(config, app.contexts);
+    registry->add([limits = app.rate_limits](std::string& out) { limits->render_metrics(out); });
 
     auto stop_refresher = std::make_shared<std::atomic<bool>>(false);
     boost::asio::co_spawn(
@@ -86,9 +89,12 @@ int cmd_serve(const Config& config) {
     bool v6 = config.listen_host.find(':') != std::string::npos;
     url += v6 ? "[" + config.listen_host + "]" : config.listen_host;
     url += ":" + std::to_string(server.port());
-    obs::info("listening", {{"url", url}, {"threads", config.threads}, {"version", MTAPI_VERSION}});
+    std::string_view limiter = !app.rate_limits->enabled() ? "off" : app.rate_limits->uses_redis() ? "redis" : "memory";
+    obs::info("listening",
+              {{"url", url}, {"threads", config.threads}, {"version", MTAPI_VERSION}, {"rate_limit_backend", limiter}});
     server.run();
     stop_refresher->store(true);
+    app.rate_limits->close();
     app.pools.clear();
     return kExitOk;
 }

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "app/app.hpp"
+#include "redis/client.hpp"
 
 namespace mtapi::app {
 namespace {
@@ -55,6 +56,25 @@ const std::vector<SettingSpec>& settings() {
         {"MTAPI_JWT_TTL", "jwt-ttl", "15m", "lifetime of access tokens"},
         {"MTAPI_CURSOR_SECRET", "cursor-secret", "",
          "key of pagination cursors (≥ 32 bytes); default: derived from the signing key"},
+        {"MTAPI_REDIS_URL", "redis-url", "",
+         "Redis for rate limits shared by every instance, redis://[[user]:password@]host[:port][/db]; "
+         "unset: in-process limits"},
+        {"MTAPI_RATE_LIMIT_BACKEND", "rate-limit-backend", "",
+         "redis, memory or off (benchmarks only); default: redis when MTAPI_REDIS_URL is set, else memory"},
+        {"MTAPI_RATE_LIMIT_FAIL", "rate-limit-fail", "open",
+         "Redis unreachable: open (in-process limits, /ready degraded) or closed (503)"},
+        {"MTAPI_REDIS_TIMEOUT", "redis-timeout", "200ms", "deadline of one rate limit decision in Redis"},
+        {"MTAPI_RATE_LIMIT_FREE", "rate-limit-free", "600:10",
+         "plan free: bucket capacity:refill per second (requests)"},
+        {"MTAPI_RATE_LIMIT_STANDARD", "rate-limit-standard", "5000:500", "plan standard: capacity:refill per second"},
+        {"MTAPI_RATE_LIMIT_ENTERPRISE", "rate-limit-enterprise", "20000:2000",
+         "plan enterprise: capacity:refill per second"},
+        {"MTAPI_LOGIN_ACCOUNT_ATTEMPTS", "login-account-attempts", "10",
+         "failed logins per (tenant, email) per login window before 429"},
+        {"MTAPI_LOGIN_ADDRESS_ATTEMPTS", "login-address-attempts", "300",
+         "failed logins per client address (IPv6: per /64) per login window before 429"},
+        {"MTAPI_LOGIN_WINDOW", "login-window", "15m",
+         "time in which a spent login budget refills completely (evenly, attempt by attempt)"},
         {"MTAPI_HASH_THREADS", "hash-threads", "",
          "threads hashing passwords (argon2id), 1-64; default: half the cores, at least 1"},
         {"MTAPI_HASH_QUEUE", "hash-queue", "64", "password hashes that may wait for a thread; beyond → 503"},
@@ -119,6 +139,25 @@ std::uint64_t parse_uint(std::string_view name, std::string_view text, std::uint
     if (!to_uint(text, n) || n < min || n > max)
         invalid(name, text, "an integer from " + std::to_string(min) + " to " + std::to_string(max));
     return n;
+}
+
+ratelimit::Bucket parse_bucket(std::string_view name, std::string_view text) {
+    static constexpr std::string_view kExpected =
+        "capacity:refill_per_sec, e.g. 600:10 (capacity 1-1000000000, refill 0-1000000000)";
+    auto colon = text.find(':');
+    if (colon == std::string_view::npos) invalid(name, text, kExpected);
+    std::uint64_t capacity = 0;
+    if (!to_uint(text.substr(0, colon), capacity) || capacity < 1 ||
+        capacity > static_cast<std::uint64_t>(ratelimit::kMaxCapacity))
+        invalid(name, text, kExpected);
+    auto rate_text = text.substr(colon + 1);
+    double rate = -1;
+    auto [p, ec] =
+        std::from_chars(rate_text.data(), rate_text.data() + rate_text.size(), rate, std::chars_format::fixed);
+    if (rate_text.empty() || ec != std::errc() || p != rate_text.data() + rate_text.size() || !(rate >= 0) ||
+        rate > ratelimit::kMaxRefillPerSec)
+        invalid(name, text, kExpected);
+    return {static_cast<long long>(capacity), rate};
 }
 
 void parse_listen(std::string_view name, std::string_view text, std::string& host, std::uint16_t& port) {
@@ -193,6 +232,60 @@ Config load_config(const EnvLookup& env, const std::map<std::string, std::string
                  invalid(n, v, "a size from 19MiB to 1024MiB");
          }},
         {"MTAPI_TEST_ENDPOINTS", [](Config& c, auto n, auto& v) { c.test_endpoints = parse_bool(n, v); }},
+        {"MTAPI_REDIS_URL",
+         [](Config& c, auto n, auto& v) {
+             if (!v.empty()) {
+                 try {
+                     redis::parse_url(v);
+                 } catch (const std::invalid_argument& e) {
+                     invalid(n, "(hidden)", std::string("a redis:// URL (") + e.what() + ")");
+                 }
+             }
+             c.redis_url = v;
+         }},
+        {"MTAPI_RATE_LIMIT_BACKEND",
+         [](Config& c, auto n, auto& v) {
+             using B = Config::RateLimitBackend;
+             if (v.empty())
+                 c.rate_limit_backend = c.redis_url.empty() ? B::memory : B::redis;
+             else if (v == "redis")
+                 c.rate_limit_backend = B::redis;
+             else if (v == "memory")
+                 c.rate_limit_backend = B::memory;
+             else if (v == "off")
+                 c.rate_limit_backend = B::off;
+             else
+                 invalid(n, v, "redis, memory or off");
+             if (c.rate_limit_backend == B::redis && c.redis_url.empty())
+                 invalid(n, v, "memory or off while MTAPI_REDIS_URL is unset");
+         }},
+        {"MTAPI_RATE_LIMIT_FAIL",
+         [](Config& c, auto n, auto& v) {
+             if (v == "open")
+                 c.rate_limit_fail_closed = false;
+             else if (v == "closed")
+                 c.rate_limit_fail_closed = true;
+             else
+                 invalid(n, v, "open or closed");
+         }},
+        {"MTAPI_REDIS_TIMEOUT", [](Config& c, auto n, auto& v) { c.redis_timeout = parse_duration(n, v); }},
+        {"MTAPI_RATE_LIMIT_FREE", [](Config& c, auto n, auto& v) { c.plan_free = parse_bucket(n, v); }},
+        {"MTAPI_RATE_LIMIT_STANDARD", [](Config& c, auto n, auto& v) { c.plan_standard = parse_bucket(n, v); }},
+        {"MTAPI_RATE_LIMIT_ENTERPRISE", [](Config& c, auto n, auto& v) { c.plan_enterprise = parse_bucket(n, v); }},
+        {"MTAPI_LOGIN_ACCOUNT_ATTEMPTS",
+         [](Config& c, auto n, auto& v) {
+             c.login_account_attempts = static_cast<long long>(parse_uint(n, v, 1, 1'000'000'000));
+         }},
+        {"MTAPI_LOGIN_ADDRESS_ATTEMPTS",
+         [](Config& c, auto n, auto& v) {
+             c.login_address_attempts = static_cast<long long>(parse_uint(n, v, 1, 1'000'000'000));
+         }},
+        {"MTAPI_LOGIN_WINDOW",
+         [](Config& c, auto n, auto& v) {
+             c.login_window = std::chrono::duration_cast<std::chrono::seconds>(parse_duration(n, v));
+             if (c.login_window.count() < 1 || c.login_window.count() > 24 * 3600)
+                 invalid(n, v, "a duration from 1s to 24h");
+         }},
         {"MTAPI_JWT_SECRET", [](Config& c, auto, auto& v) { c.jwt_secret = v; }},
         {"MTAPI_JWT_KID", [](Config& c, auto, auto& v) { c.jwt_kid = v; }},
         {"MTAPI_JWT_KEYS", [](Config& c, auto, auto& v) { c.jwt_keys = v; }},

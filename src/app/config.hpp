@@ -14,6 +14,7 @@
 
 #include "http/server.hpp"
 #include "obs/log.hpp"
+#include "ratelimit/limiter.hpp"
 
 namespace mtapi::app {
 
@@ -58,6 +59,19 @@ struct Config {
     std::chrono::seconds jwt_ttl{15 * 60};
     std::string cursor_secret;  // empty: derived from the signing secret
 
+    // Rate limiting (SPEC §4). The backend is Redis when a URL is set, else in-process.
+    enum class RateLimitBackend { redis, memory, off };
+    std::string redis_url;
+    RateLimitBackend rate_limit_backend = RateLimitBackend::memory;
+    bool rate_limit_fail_closed = false;
+    std::chrono::milliseconds redis_timeout{200};
+    ratelimit::Bucket plan_free{600, 10};
+    ratelimit::Bucket plan_standard{5000, 500};
+    ratelimit::Bucket plan_enterprise{20000, 2000};
+    long long login_account_attempts = 10;   // failed logins per (tenant, email) per login window
+    long long login_address_attempts = 300;  // failed logins per client address per login window
+    std::chrono::seconds login_window{15 * 60};
+
     unsigned hash_threads = 2;
     std::size_t hash_queue = 64;
     unsigned long long argon2_t = 2;
@@ -82,6 +96,8 @@ std::chrono::milliseconds parse_duration(std::string_view name, std::string_view
 std::size_t parse_size(std::string_view name, std::string_view text);                    // 1048576, 16KiB, 1MiB
 bool parse_bool(std::string_view name, std::string_view text);  // true/false, on/off, 1/0, yes/no
 std::uint64_t parse_uint(std::string_view name, std::string_view text, std::uint64_t min, std::uint64_t max);
+// "capacity:refill_per_sec", e.g. 600:10 or 100:0.5.
+ratelimit::Bucket parse_bucket(std::string_view name, std::string_view text);
 void parse_listen(std::string_view name, std::string_view text, std::string& host, std::uint16_t& port);
 
 }  // namespace mtapi::app

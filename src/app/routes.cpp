@@ -7,6 +7,7 @@
 #include <charconv>
 
 #include "api/v1/routes.hpp"
+#include "app/rate_limiting.hpp"
 #include "http/problem.hpp"
 
 namespace mtapi::app {
@@ -21,7 +22,10 @@ asio::awaitable<Response> health(RequestContext&) {
     co_return Response::json(200, R"({"status":"ok"})");
 }
 
-// Readiness: PostgreSQL must answer a trivial query within a second on this shard's pool.
+// Readiness (SPEC "Public"): PostgreSQL must answer a trivial query within a second on this
+// shard's pool. Redis only matters when it is the rate limit backend: while any shard's
+// connection to it is unusable the instance is "degraded" (200, limits enforced in process) in fail-open mode and
+// "unavailable" (503) in fail-closed mode, where tenant requests would be refused anyway.
 asio::awaitable<Response> ready(App& app, RequestContext& ctx) {
     bool pg_ok = false;
     try {
@@ -33,10 +37,25 @@ asio::awaitable<Response> ready(App& app, RequestContext& ctx) {
     } catch (const pg::Error&) {
         pg_ok = false;
     }
-    if (!pg_ok) {
-        co_return Response::json(503, R"({"status":"unavailable","checks":{"postgres":"down","redis":"disabled"}})");
+    const RateLimiting* limits = app.rate_limits.get();
+    std::string_view redis = "disabled";
+    bool redis_down = false;
+    if (limits != nullptr && limits->uses_redis()) {
+        redis_down = limits->degraded();
+        redis = redis_down ? "down" : "ok";
     }
-    co_return Response::json(200, R"({"status":"ready","checks":{"postgres":"ok","redis":"disabled"}})");
+    std::string_view status = "ready";
+    int code = 200;
+    if (!pg_ok || (redis_down && limits->fail_closed())) {
+        status = "unavailable";
+        code = 503;
+    } else if (redis_down) {
+        status = "degraded";
+    }
+    std::string body = "{\"status\":\"";
+    body.append(status).append("\",\"checks\":{\"postgres\":\"").append(pg_ok ? "ok" : "down");
+    body.append("\",\"redis\":\"").append(redis).append("\"}}");
+    co_return Response::json(code, std::move(body));
 }
 
 // Holds the request for ?ms= milliseconds; lets the test suites keep requests in flight.

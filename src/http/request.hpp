@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "http/method.hpp"
+#include "http/response.hpp"
 
 namespace mtapi::http {
 
@@ -33,6 +34,9 @@ struct RequestContext {
     std::chrono::steady_clock::time_point received_at;
     std::vector<HeaderView> headers;
     std::vector<PathParam> params;
+    // Headers added to whatever response this request gets, a problem included (e.g. the
+    // RateLimit-* fields, set before the handler's own work can fail).
+    std::vector<Header> response_headers;
 
     // First header with this name (case-insensitive); empty when absent.
     std::string_view header(std::string_view name) const;

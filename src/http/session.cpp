@@ -217,6 +217,7 @@ asio::awaitable<Response> Session::dispatch() {
     for (const auto& f : req)
         ctx_.headers.emplace_back(f.name_string(), f.value());
     ctx_.params.clear();
+    ctx_.response_headers.clear();
     route_index_ = -1;
 
     auto rid = req["X-Request-Id"];
@@ -257,6 +258,8 @@ asio::awaitable<Response> Session::dispatch() {
         problem = Problem::not_found();
     }
     if (problem) resp = render_problem(*problem, ctx_.path, ctx_.request_id);
+    for (auto& h : ctx_.response_headers)
+        resp.headers.push_back(std::move(h));
     co_return resp;
 }
 

@@ -98,7 +98,16 @@ milliseconds since(Clock::time_point start) {
 }
 
 Env default_test_env() {
-    return {{"MTAPI_LISTEN", "127.0.0.1:0"}, {"MTAPI_THREADS", "2"}, {"MTAPI_TEST_ENDPOINTS", "on"}};
+    // Rate limits far above what any suite sends: only the rate limit suites, which set their
+    // own, are ever limited (suites run in parallel from one address against one Redis).
+    return {{"MTAPI_LISTEN", "127.0.0.1:0"},
+            {"MTAPI_THREADS", "2"},
+            {"MTAPI_TEST_ENDPOINTS", "on"},
+            {"MTAPI_RATE_LIMIT_FREE", "1000000000:1000000"},
+            {"MTAPI_RATE_LIMIT_STANDARD", "1000000000:1000000"},
+            {"MTAPI_RATE_LIMIT_ENTERPRISE", "1000000000:1000000"},
+            {"MTAPI_LOGIN_ACCOUNT_ATTEMPTS", "1000000"},
+            {"MTAPI_LOGIN_ADDRESS_ATTEMPTS", "1000000"}};
 }
 
 bool iequals(std::string_view a, std::string_view b) {

@@ -3,12 +3,17 @@
 // Every failure of tenant, email or password is the same 401, and costs the same: an unknown
 // tenant or email still runs one verification against a dummy hash. Only correct credentials
 // of a suspended tenant learn that it is suspended (403).
+//
+// Both are throttled against password guessing (ratelimit/login_throttle.hpp): per (tenant,
+// email) and per client address, counting failed attempts only. A refused attempt answers 429
+// with Retry-After and checks no password.
 
 #include <boost/asio/awaitable.hpp>
 
 #include "api/guard.hpp"
 #include "api/json_body.hpp"
 #include "api/v1/routes.hpp"
+#include "app/rate_limiting.hpp"
 #include "auth/jws.hpp"
 #include "obs/log.hpp"
 #include "tenancy/provisioner.hpp"
@@ -110,6 +115,72 @@ asio::awaitable<void> upgrade_hash(app::App& app, const RequestContext& ctx, con
     }
 }
 
+// Runs `attempt` under the shard's login throttle. `scope` is the tenant slug ("" for platform
+// administrators). The attempt reserved by begin() is given back unless `attempt` failed with 401
+// (bad credentials), so only failures spend the budgets.
+template <class F>
+asio::awaitable<Response> throttled(app::App& app, const RequestContext& ctx, const std::string& scope,
+                                    const std::string& email, F attempt) {
+    ratelimit::LoginThrottle* throttle = app.rate_limits ? app.rate_limits->login(ctx.shard) : nullptr;
+    if (throttle == nullptr) co_return co_await attempt();
+    ratelimit::LoginVerdict verdict;
+    bool unavailable = false;
+    try {
+        verdict = co_await throttle->begin(scope, email, ctx.remote_address);
+    } catch (const ratelimit::Unavailable&) {
+        unavailable = true;
+    }
+    if (unavailable) {
+        Problem p = Problem::of_status(503, "Login throttling is unavailable; retry shortly.");
+        p.with_header("Retry-After", "1");
+        throw p;
+    }
+    if (!verdict.allowed) {
+        long long retry = std::max(1LL, verdict.retry_after_seconds);
+        Problem p(429, "too-many-login-attempts", "Too Many Requests",
+                  "Too many failed login attempts; retry after " + std::to_string(retry) +
+                      (retry == 1 ? " second." : " seconds."));
+        p.with_header("Retry-After", std::to_string(retry));
+        throw p;
+    }
+    std::optional<Problem> problem;
+    Response r;
+    try {
+        r = co_await attempt();
+    } catch (const Problem& p) {
+        problem = p;
+    }
+    if (!problem || problem->status() != 401) co_await throttle->succeeded(scope, email, ctx.remote_address);
+    if (problem) throw *problem;
+    co_return r;
+}
+
+asio::awaitable<Response> check_tenant_login(app::App& app, const RequestContext& ctx, const std::string& slug,
+                                             const std::string& email, const std::string& password) {
+    tenancy::TenantPtr tenant;
+    if (tenancy::valid_slug(slug)) {
+        try {
+            tenant = co_await app.catalog->lookup_slug(app.pool(ctx.shard), slug);
+        } catch (const pg::Error& e) {
+            if (auto problem = problem_for(e)) throw *problem;
+            throw;
+        }
+    }
+    std::optional<Credentials> user;
+    if (tenant) user = co_await tenant_user(app, ctx, *tenant, email);
+    if (!user) {
+        co_await dummy_verify(app, password);
+        throw bad_credentials();
+    }
+    if (!co_await verify_password(app, user->hash, password)) throw bad_credentials();
+    if (!tenant->active()) throw Problem(403, "tenant-suspended", "Tenant Suspended", "This tenant is suspended.");
+    if (app.hasher->needs_rehash(user->hash)) co_await upgrade_hash(app, ctx, *tenant, user->id, password);
+
+    auth::Claims claims = new_claims(app, user->id, user->role);
+    claims.tenant_id = tenant->id;
+    co_return token_response(app, claims);
+}
+
 asio::awaitable<Response> tenant_login(app::App& app, RequestContext& ctx) {
     auto obj = parse_json_object(ctx);
     BodyFields f(obj);
@@ -117,45 +188,19 @@ asio::awaitable<Response> tenant_login(app::App& app, RequestContext& ctx) {
     auto email = f.required_string("email", {1, 320});
     auto password = f.required_string("password", {1, 1024});
     f.finish();
-
-    tenancy::TenantPtr tenant;
-    if (tenancy::valid_slug(*slug)) {
-        try {
-            tenant = co_await app.catalog->lookup_slug(app.pool(ctx.shard), *slug);
-        } catch (const pg::Error& e) {
-            if (auto problem = problem_for(e)) throw *problem;
-            throw;
-        }
-    }
-    std::optional<Credentials> user;
-    if (tenant) user = co_await tenant_user(app, ctx, *tenant, *email);
-    if (!user) {
-        co_await dummy_verify(app, *password);
-        throw bad_credentials();
-    }
-    if (!co_await verify_password(app, user->hash, *password)) throw bad_credentials();
-    if (!tenant->active()) throw Problem(403, "tenant-suspended", "Tenant Suspended", "This tenant is suspended.");
-    if (app.hasher->needs_rehash(user->hash)) co_await upgrade_hash(app, ctx, *tenant, user->id, *password);
-
-    auth::Claims claims = new_claims(app, user->id, user->role);
-    claims.tenant_id = tenant->id;
-    co_return token_response(app, claims);
+    auto attempt = [&]() { return check_tenant_login(app, ctx, *slug, *email, *password); };
+    co_return co_await throttled(app, ctx, *slug, *email, attempt);
 }
 
-asio::awaitable<Response> admin_login(app::App& app, RequestContext& ctx) {
-    auto obj = parse_json_object(ctx);
-    BodyFields f(obj);
-    auto email = f.required_string("email", {1, 320});
-    auto password = f.required_string("password", {1, 1024});
-    f.finish();
-
+asio::awaitable<Response> check_admin_login(app::App& app, const RequestContext& ctx, const std::string& email,
+                                            const std::string& password) {
     std::optional<Credentials> admin;
     std::optional<Problem> problem;
     try {
         auto deadline = app.db_deadline();
         auto lease = co_await app.pool(ctx.shard).acquire(deadline);
         pg::Query q{"SELECT id::text, password_hash FROM platform.platform_admins WHERE lower(email) = lower($1)",
-                    {*email},
+                    {email},
                     true};
         auto r = co_await lease->query(std::move(q), deadline);
         if (r.rows() == 1) admin = Credentials{std::string(r.text(0, 0)), "platform_admin", std::string(r.text(0, 1))};
@@ -165,11 +210,22 @@ asio::awaitable<Response> admin_login(app::App& app, RequestContext& ctx) {
     }
     if (problem) throw *problem;
     if (!admin) {
-        co_await dummy_verify(app, *password);
+        co_await dummy_verify(app, password);
         throw bad_credentials();
     }
-    if (!co_await verify_password(app, admin->hash, *password)) throw bad_credentials();
+    if (!co_await verify_password(app, admin->hash, password)) throw bad_credentials();
     co_return token_response(app, new_claims(app, admin->id, "platform_admin"));
+}
+
+asio::awaitable<Response> admin_login(app::App& app, RequestContext& ctx) {
+    auto obj = parse_json_object(ctx);
+    BodyFields f(obj);
+    auto email = f.required_string("email", {1, 320});
+    auto password = f.required_string("password", {1, 1024});
+    f.finish();
+    auto attempt = [&]() { return check_admin_login(app, ctx, *email, *password); };
+    const std::string platform_scope;
+    co_return co_await throttled(app, ctx, platform_scope, *email, attempt);
 }
 
 }  // namespace
