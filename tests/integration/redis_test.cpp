@@ -616,7 +616,11 @@ TEST_F(Redis, decision_latency_figures) {
         [](asio::io_context& ioc) -> asio::awaitable<void> {
             redis::Client c(ioc, client_options());
             co_await ready(c);
-            ratelimit::RedisLimiter limiter(c);
+            // A figure, not a check: a generous deadline, so a loaded machine slows it down
+            // instead of failing it.
+            ratelimit::RedisLimiterOptions options;
+            options.timeout = std::chrono::seconds(10);
+            ratelimit::RedisLimiter limiter(c, options);
             const std::string t = fresh_id();
             const Bucket open{1'000'000, 100'000};
             co_await limiter.take(t, open);  // the script is cached from here on
