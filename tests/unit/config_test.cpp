@@ -131,3 +131,48 @@ TEST(Config, argon2_memory_below_owasp_minimum_is_refused) {
     EXPECT_NE(error_of({{"MTAPI_ARGON2_M", "8MiB"}}).find("MTAPI_ARGON2_M"), std::string::npos);
     EXPECT_NE(error_of({{"MTAPI_ARGON2_T", "1"}}).find("MTAPI_ARGON2_T"), std::string::npos);
 }
+
+TEST(Config, rate_limit_backend_follows_the_redis_url) {
+    using B = Config::RateLimitBackend;
+    EXPECT_EQ(load_config(env_of({})).rate_limit_backend, B::memory);
+    Config c = load_config(env_of({{"MTAPI_REDIS_URL", "redis://127.0.0.1:6379/2"}}));
+    EXPECT_EQ(c.rate_limit_backend, B::redis);
+    EXPECT_EQ(c.redis_url, "redis://127.0.0.1:6379/2");
+    EXPECT_FALSE(c.rate_limit_fail_closed);
+    EXPECT_EQ(load_config(env_of({{"MTAPI_REDIS_URL", "redis://h"}, {"MTAPI_RATE_LIMIT_BACKEND", "memory"}}))
+                  .rate_limit_backend,
+              B::memory);
+    EXPECT_EQ(load_config(env_of({{"MTAPI_RATE_LIMIT_BACKEND", "off"}})).rate_limit_backend, B::off);
+    EXPECT_TRUE(load_config(env_of({{"MTAPI_RATE_LIMIT_FAIL", "closed"}})).rate_limit_fail_closed);
+}
+
+TEST(Config, rate_limit_settings_are_validated) {
+    EXPECT_NE(error_of({{"MTAPI_RATE_LIMIT_BACKEND", "redis"}}).find("MTAPI_REDIS_URL is unset"), std::string::npos);
+    EXPECT_NE(error_of({{"MTAPI_RATE_LIMIT_BACKEND", "etcd"}}).find("MTAPI_RATE_LIMIT_BACKEND"), std::string::npos);
+    EXPECT_NE(error_of({{"MTAPI_RATE_LIMIT_FAIL", "sometimes"}}).find("MTAPI_RATE_LIMIT_FAIL"), std::string::npos);
+    EXPECT_NE(error_of({{"MTAPI_REDIS_URL", "http://h:1"}}).find("MTAPI_REDIS_URL"), std::string::npos);
+    EXPECT_EQ(error_of({{"MTAPI_REDIS_URL", "redis://:s3cret@h:1/x"}}).find("s3cret"), std::string::npos)
+        << "a Redis password must never be echoed";
+    for (const char* bad : {"10", "0:1", "10:-1", "10:abc", "x:1", "10:1:2", "2000000000:1", "10:1e99"})
+        EXPECT_NE(error_of({{"MTAPI_RATE_LIMIT_FREE", bad}}).find("MTAPI_RATE_LIMIT_FREE"), std::string::npos) << bad;
+    EXPECT_NE(error_of({{"MTAPI_LOGIN_ACCOUNT_ATTEMPTS", "0"}}).find("MTAPI_LOGIN_ACCOUNT_ATTEMPTS"),
+              std::string::npos);
+}
+
+TEST(Config, plan_buckets_and_login_budgets_are_read) {
+    Config d = load_config(env_of({}));
+    EXPECT_EQ(d.plan_free.capacity, 600);
+    EXPECT_EQ(d.plan_free.refill_per_sec, 10);
+    EXPECT_EQ(d.plan_standard.capacity, 5000);
+    EXPECT_EQ(d.plan_enterprise.refill_per_sec, 2000);
+    EXPECT_EQ(d.login_account_attempts, 10);
+    EXPECT_EQ(d.login_address_attempts, 300);
+    EXPECT_EQ(d.login_window, 15min);
+    Config c = load_config(env_of({{"MTAPI_RATE_LIMIT_STANDARD", "12:0.5"},
+                                   {"MTAPI_LOGIN_ACCOUNT_ATTEMPTS", "3"},
+                                   {"MTAPI_LOGIN_WINDOW", "1m"}}));
+    EXPECT_EQ(c.plan_standard.capacity, 12);
+    EXPECT_EQ(c.plan_standard.refill_per_sec, 0.5);
+    EXPECT_EQ(c.login_account_attempts, 3);
+    EXPECT_EQ(c.login_window, 60s);
+}
