@@ -99,3 +99,9 @@ bench-tenancy: build
 .PHONY: bench-fleet
 bench-fleet: build
 	bench/fleet.sh
+
+# What the rate limiter costs: GET /api/v1/vehicles/{id} with the limiter off,
+# on Redis and in process, alternating in one run (bench/ratelimit.sh).
+.PHONY: bench-ratelimit
+bench-ratelimit: build
+	bench/ratelimit.sh

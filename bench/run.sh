@@ -3,9 +3,10 @@
 #
 #   health   bench/health.sh    GET /health, mtapi vs nginx               (~1 min)
 #   fleet    bench/fleet.sh     fleet API over 8 tenants vs pgbench       (~4 min per server size)
+#   ratelimit bench/ratelimit.sh limiter off vs Redis vs in process        (~2 min)
 #   tenancy  bench/tenancy.sh   provisioning latency, migrating 1,000 tenants (~1-2 min)
 #
-#   bench/run.sh                      all three, in this order
+#   bench/run.sh                      all four, in this order
 #   bench/run.sh fleet                only the fleet API benchmark
 #   bench/run.sh health fleet         a selection, in the order given
 #
@@ -19,12 +20,12 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-declare -A SCRIPT=([health]=health.sh [fleet]=fleet.sh [tenancy]=tenancy.sh)
+declare -A SCRIPT=([health]=health.sh [fleet]=fleet.sh [ratelimit]=ratelimit.sh [tenancy]=tenancy.sh)
 names=("$@")
-((${#names[@]} > 0)) || names=(health fleet tenancy)
+((${#names[@]} > 0)) || names=(health fleet ratelimit tenancy)
 for name in "${names[@]}"; do
   if [[ -z ${SCRIPT[$name]:-} ]]; then
-    echo "usage: bench/run.sh [health] [fleet] [tenancy]   (default: all three)" >&2
+    echo "usage: bench/run.sh [health] [fleet] [ratelimit] [tenancy]   (default: all four)" >&2
     exit 2
   fi
 done
