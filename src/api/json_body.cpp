@@ -129,6 +129,10 @@ Optional<std::string> BodyFields::string(std::string_view key, Text rule) {
                                                            std::to_string(rule.max) + " characters");
         out.invalid = true;
         return out;
+    } else if (rule.min >= 1 && !rule.blank_ok && text.find_first_not_of(" \t\n\r\f\v") == std::string_view::npos) {
+        error(std::string(key), "must not be blank");
+        out.invalid = true;
+        return out;
     }
     out.value = std::string(text);
     return out;

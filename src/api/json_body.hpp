@@ -33,6 +33,9 @@ struct Text {
     std::size_t min = 0;
     std::size_t max = 10'000;
     std::vector<std::string_view> one_of = {};
+    // With min >= 1, a value of white space only is refused ("must not be blank") unless this is
+    // set (passwords: spaces are characters like any other there).
+    bool blank_ok = false;
 };
 
 // Reads fields of one object, collecting every problem; finish() adds unknown fields and throws a

@@ -68,7 +68,7 @@ asio::awaitable<Response> create(app::App& app, RequestContext& ctx) {
     else if (plan.is_null())
         f.error("plan", "must be one of free, standard, enterprise");
     req.admin_email = f.required_string("admin_email", {3, 254}).value_or("");
-    auto password = f.string("admin_password", {12, 128});
+    auto password = f.string("admin_password", {12, 128, {}, true});
     if (password.value)
         req.admin_password = *password.value;
     else if (password.is_null())

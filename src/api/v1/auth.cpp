@@ -186,7 +186,7 @@ asio::awaitable<Response> tenant_login(app::App& app, RequestContext& ctx) {
     BodyFields f(obj);
     auto slug = f.required_string("tenant", {1, 64});
     auto email = f.required_string("email", {1, 320});
-    auto password = f.required_string("password", {1, 1024});
+    auto password = f.required_string("password", {1, 1024, {}, true});
     f.finish();
     auto attempt = [&]() { return check_tenant_login(app, ctx, *slug, *email, *password); };
     co_return co_await throttled(app, ctx, *slug, *email, attempt);
@@ -221,7 +221,7 @@ asio::awaitable<Response> admin_login(app::App& app, RequestContext& ctx) {
     auto obj = parse_json_object(ctx);
     BodyFields f(obj);
     auto email = f.required_string("email", {1, 320});
-    auto password = f.required_string("password", {1, 1024});
+    auto password = f.required_string("password", {1, 1024, {}, true});
     f.finish();
     auto attempt = [&]() { return check_admin_login(app, ctx, *email, *password); };
     const std::string platform_scope;

@@ -39,7 +39,7 @@ std::vector<Column> parse(BodyFields& f, bool create) {
     add_column(cols, f, "name", f.string("name", {1, 200}), create, true, false);
     add_column(cols, f, "role", f.string("role", {.one_of = kRoles}), create, true, false);
     // Hashed into password_hash by hash_password() below.
-    add_column(cols, f, "password", f.string("password", {12, 128}), create, true, false);
+    add_column(cols, f, "password", f.string("password", {12, 128, {}, true}), create, true, false);
     return cols;
 }
 
