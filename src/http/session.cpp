@@ -7,7 +7,6 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
@@ -79,11 +78,11 @@ void serialize_head(std::string& out, const Response& r, std::string_view reques
 
 class Session {
   public:
-    Session(Shard& shard, tcp::socket socket) : shard_(shard), opts_(shard.options), stream_(std::move(socket)) {
+    Session(Shard& shard, tcp::socket socket) : shard_(shard), opts_(shard.options), socket_(std::move(socket)) {
         boost::system::error_code ec;
-        auto ep = stream_.socket().remote_endpoint(ec);
+        auto ep = socket_.remote_endpoint(ec);
         if (!ec) remote_ = ep.address().to_string();
-        hook_.socket = &stream_.socket();
+        hook_.socket = &socket_;
         shard_.link(hook_);
         shard_.metrics.connection_opened(shard_.index);
     }
@@ -103,12 +102,21 @@ class Session {
     asio::awaitable<void> send_error_and_close(int status, const char* detail, bool linger);
     asio::awaitable<void> linger_close();
     asio::awaitable<Response> dispatch();
+    // Timeouts: the shard's watchdog cancels the socket's operations once the deadline has passed.
+    void expires_after(std::chrono::steady_clock::duration d) {
+        hook_.expires_at(std::chrono::steady_clock::now() + d);
+    }
+    // An operation that failed because the watchdog cancelled it reports a timeout.
+    beast::error_code timeout_aware(beast::error_code ec) const {
+        if (ec == asio::error::operation_aborted && hook_.timed_out) return beast::error::timeout;
+        return ec;
+    }
     void record(int route, std::string_view method, std::string_view route_label, std::string_view path, int status,
                 std::size_t bytes);
 
     Shard& shard_;
     const ServerOptions& opts_;
-    beast::tcp_stream stream_;
+    tcp::socket socket_;
     beast::flat_buffer buffer_;
     std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
     RequestContext ctx_;
@@ -126,8 +134,8 @@ asio::awaitable<void> Session::run() {
         if (buffer_.size() == 0) {
             hook_.idle = true;
             if (shard_.draining) break;
-            stream_.expires_after(first ? opts_.read_timeout : opts_.idle_timeout);
-            auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(kReadChunk), nothrow);
+            expires_after(first ? opts_.read_timeout : opts_.idle_timeout);
+            auto [ec, n] = co_await socket_.async_read_some(buffer_.prepare(kReadChunk), nothrow);
             hook_.idle = false;
             if (ec) break;  // peer closed, idle timeout, or drain
             buffer_.commit(n);
@@ -137,8 +145,9 @@ asio::awaitable<void> Session::run() {
         if (!co_await serve_one()) break;
     }
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    stream_.socket().close(ignored);
+    hook_.expires_never();
+    socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
 }
 
 asio::awaitable<bool> Session::serve_one() {
@@ -146,11 +155,11 @@ asio::awaitable<bool> Session::serve_one() {
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(opts_.header_limit));
     parser_->body_limit(opts_.body_limit);
-    stream_.expires_after(opts_.read_timeout);
+    hook_.expires_at(started_ + opts_.read_timeout);
 
-    auto [ec, n] = co_await bhttp::async_read_header(stream_, buffer_, *parser_, nothrow);
+    auto [ec, n] = co_await bhttp::async_read_header(socket_, buffer_, *parser_, nothrow);
     if (ec) {
-        co_await fail_read(ec);
+        co_await fail_read(timeout_aware(ec));
         co_return false;
     }
     auto& req = parser_->get();
@@ -174,16 +183,16 @@ asio::awaitable<bool> Session::serve_one() {
                 co_return false;
             }
             static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-            auto [wec, wn] = co_await asio::async_write(stream_, asio::buffer(kContinue), nothrow);
+            auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(kContinue), nothrow);
             if (wec) co_return false;
         }
-        auto [bec, bn] = co_await bhttp::async_read(stream_, buffer_, *parser_, nothrow);
+        auto [bec, bn] = co_await bhttp::async_read(socket_, buffer_, *parser_, nothrow);
         if (bec) {
-            co_await fail_read(bec);
+            co_await fail_read(timeout_aware(bec));
             co_return false;
         }
     }
-    stream_.expires_never();
+    hook_.expires_never();
 
     bool close_after = !req.keep_alive();
     Response resp = co_await dispatch();
@@ -264,9 +273,9 @@ asio::awaitable<bool> Session::write(const Response& r, ConnectionHeader conn, b
     serialize_head(head_, r, request_id_, conn);
     std::array<asio::const_buffer, 2> bufs{asio::buffer(head_), asio::buffer(r.body)};
     if (head) bufs[1] = asio::const_buffer();
-    stream_.expires_after(opts_.read_timeout);
-    auto [ec, n] = co_await asio::async_write(stream_, bufs, nothrow);
-    stream_.expires_never();
+    expires_after(opts_.read_timeout);
+    auto [ec, n] = co_await asio::async_write(socket_, bufs, nothrow);
+    hook_.expires_never();
     co_return !ec;
 }
 
@@ -341,12 +350,12 @@ asio::awaitable<void> Session::send_error_and_close(int status, const char* deta
 // answer with RST, and the client may lose the response. Half-close and discard input briefly.
 asio::awaitable<void> Session::linger_close() {
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream_.expires_after(std::chrono::seconds(2));
+    socket_.shutdown(tcp::socket::shutdown_send, ignored);
+    expires_after(std::chrono::seconds(2));
     std::array<char, 16384> scratch;
     std::size_t total = 0;
     while (total < 8 * 1024 * 1024) {
-        auto [ec, n] = co_await stream_.async_read_some(asio::buffer(scratch), nothrow);
+        auto [ec, n] = co_await socket_.async_read_some(asio::buffer(scratch), nothrow);
         if (ec) break;
         total += n;
     }
