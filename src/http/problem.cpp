@@ -96,7 +96,7 @@ Response render_problem(const Problem& problem, std::string_view instance, std::
         body.push_back(']');
     }
     body.push_back('}');
-    Response r{problem.status(), std::string(Response::kProblemJson), std::move(body), problem.headers()};
+    Response r{problem.status(), ContentType::constant(Response::kProblemJson), std::move(body), problem.headers()};
     return r;
 }
 

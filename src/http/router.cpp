@@ -63,6 +63,10 @@ int Router::add(Method method, std::string_view pattern, Handler handler) {
             t.segments.push_back({param, std::string(s)});
             if (!param) t.literal_mask |= 1u << (kMaxSegments - 1 - i);
         }
+        bool literal = true;
+        for (const auto& seg : t.segments)
+            literal = literal && !seg.param;
+        if (literal) literal_templates_.push_back(templates_.size());
         templates_.push_back(std::move(t));
         tpl = &templates_.back();
     }
@@ -78,6 +82,21 @@ int Router::add(Method method, std::string_view pattern, Handler handler) {
 
 Router::Match Router::match(Method method, std::string_view path) const {
     Match result;
+    // Fast path: a path equal to a template without parameters matches that template (no other
+    // template can have more literal segments), so no splitting is needed when it has a route
+    // for the method. Otherwise the general search below also works out Allow.
+    for (std::size_t i : literal_templates_) {
+        const Template& t = templates_[i];
+        if (t.pattern != path) continue;
+        int idx = t.route_by_method[static_cast<std::size_t>(method)];
+        if (idx < 0 && method == Method::head) idx = t.route_by_method[static_cast<std::size_t>(Method::get)];
+        if (idx < 0) break;
+        result.path_known = true;
+        result.pattern = t.pattern;
+        result.route = idx;
+        result.handler = &routes_[static_cast<std::size_t>(idx)].handler;
+        return result;
+    }
     thread_local std::vector<std::string_view> segs;
     if (!split_path(path, segs)) return result;
 

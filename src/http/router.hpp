@@ -56,6 +56,7 @@ class Router {
     };
 
     std::vector<Template> templates_;
+    std::vector<std::size_t> literal_templates_;  // indexes of the templates without parameters
     std::vector<RouteInfo> routes_;
 };
 

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -52,6 +53,24 @@ asio::awaitable<void> flush_loop(detail::Shard& shard) {
         auto [ec] = co_await timer.async_wait(nothrow);
         if (ec) co_return;
         shard.access_log.flush();
+    }
+}
+
+// One timer per shard enforces every connection's deadline (see SessionHook), instead of a timer
+// per connection re-armed for each read and write. The period bounds how late a timeout fires.
+std::chrono::milliseconds watchdog_period(const ServerOptions& o) {
+    auto p = std::min({std::chrono::milliseconds(250), o.read_timeout / 4, o.idle_timeout / 4});
+    return std::max(p, std::chrono::milliseconds(10));
+}
+
+asio::awaitable<void> watchdog_loop(detail::Shard& shard) {
+    asio::steady_timer timer(shard.ioc);
+    const auto period = watchdog_period(shard.options);
+    for (;;) {
+        timer.expires_after(period);
+        auto [ec] = co_await timer.async_wait(nothrow);
+        if (ec) co_return;
+        shard.expire_sessions(detail::SessionHook::Clock::now());
     }
 }
 
@@ -139,6 +158,7 @@ void Server::run() {
     for (auto& shard : impl_->shards) {
         asio::co_spawn(shard->ioc, accept_loop(*shard), asio::detached);
         asio::co_spawn(shard->ioc, flush_loop(*shard), asio::detached);
+        asio::co_spawn(shard->ioc, watchdog_loop(*shard), asio::detached);
         impl_->threads.emplace_back([s = shard.get()] {
             std::string name = "mtapi-shard-" + std::to_string(s->index);
             pthread_setname_np(pthread_self(), name.c_str());

@@ -7,12 +7,16 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/error.hpp>
+#include <boost/beast/http/fields.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
+#include <cstddef>
+#include <cstring>
+#include <new>
 #include <optional>
+#include <tuple>
 
 #include "http/problem.hpp"
 #include "http/shard.hpp"
@@ -27,6 +31,7 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = beast::http;
 using tcp = asio::ip::tcp;
+using namespace std::string_view_literals;
 
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t kReadChunk = 8192;
@@ -44,48 +49,125 @@ bool sane_request_id(std::string_view v) {
     return true;
 }
 
-void append_status_line(std::string& out, int status) {
-    out.append("HTTP/1.1 ");
-    out.append(std::to_string(status));
-    out.push_back(' ');
-    out.append(reason_phrase(status));
-    out.append("\r\n");
-}
-
-void append_header(std::string& out, std::string_view name, std::string_view value) {
-    out.append(name);
-    out.append(": ");
-    out.append(value);
-    out.append("\r\n");
+// The decimal digits of n at the end of buf; returns where they start.
+char* format_uint(char* end, std::size_t n) {
+    char* p = end;
+    do {
+        *--p = static_cast<char>('0' + n % 10);
+        n /= 10;
+    } while (n != 0);
+    return p;
 }
 
 enum class ConnectionHeader { none, keep_alive, close };
 
-// Serialises the status line and headers; the body is written from the Response as it is.
-void serialize_head(std::string& out, const Response& r, std::string_view request_id, ConnectionHeader conn) {
-    out.clear();
-    append_status_line(out, r.status);
-    append_header(out, "Date", util::http_date_now());
-    if (!r.content_type.empty()) append_header(out, "Content-Type", r.content_type);
-    if (r.status != 204 && r.status != 304 && r.status >= 200)
-        append_header(out, "Content-Length", std::to_string(r.body.size()));
-    append_header(out, "X-Request-Id", request_id);
+// Storage for the parsed request's target and header fields (Beast allocates each separately):
+// a per-connection bump arena, emptied when the next request starts. What does not fit (unusual
+// requests near the header limit) falls back to the heap.
+class FieldArena {
+  public:
+    void* allocate(std::size_t bytes) {
+        bytes = (bytes + kAlign - 1) & ~(kAlign - 1);
+        if (bytes <= kSize - used_) {
+            void* p = storage_ + used_;
+            used_ += bytes;
+            return p;
+        }
+        return ::operator new(bytes);
+    }
+    void deallocate(void* p) {
+        auto* c = static_cast<unsigned char*>(p);
+        if (c >= storage_ && c < storage_ + kSize) return;  // released wholesale by reset()
+        ::operator delete(p);
+    }
+    void reset() { used_ = 0; }
+
+  private:
+    static constexpr std::size_t kAlign = alignof(std::max_align_t);
+    static constexpr std::size_t kSize = 2048;
+    alignas(std::max_align_t) unsigned char storage_[kSize];
+    std::size_t used_ = 0;
+};
+
+template <class T>
+struct ArenaAllocator {
+    using value_type = T;
+    FieldArena* arena;
+
+    explicit ArenaAllocator(FieldArena& a) noexcept : arena(&a) {}
+    template <class U>
+    ArenaAllocator(const ArenaAllocator<U>& other) noexcept : arena(other.arena) {}  // NOLINT: rebinding
+    T* allocate(std::size_t n) { return static_cast<T*>(arena->allocate(n * sizeof(T))); }
+    void deallocate(T* p, std::size_t) noexcept { arena->deallocate(p); }
+    template <class U>
+    bool operator==(const ArenaAllocator<U>& other) const noexcept {
+        return arena == other.arena;
+    }
+};
+
+using RequestParser = bhttp::request_parser<bhttp::string_body, ArenaAllocator<char>>;
+
+// Copies `s` to `p`; returns the end of the copy.
+inline char* put(char* p, std::string_view s) {
+    std::memcpy(p, s.data(), s.size());
+    return p + s.size();
+}
+
+// Serialises the status line and headers into `out` (grown when too small, never shrunk; the
+// bytes are written in place rather than appended piece by piece) and returns their length. The
+// body is written from the Response as it is.
+std::size_t serialize_head(std::string& out, const Response& r, std::string_view request_id, ConnectionHeader conn) {
+    const std::string_view reason = reason_phrase(r.status);
+    const std::string_view date = util::http_date_now();
+    const std::string_view content_type = r.content_type.view();
+    std::size_t need = 160 + reason.size() + date.size() + content_type.size() + request_id.size();
     for (const auto& h : r.headers)
-        append_header(out, h.name, h.value);
-    if (conn == ConnectionHeader::close) append_header(out, "Connection", "close");
-    if (conn == ConnectionHeader::keep_alive) append_header(out, "Connection", "keep-alive");
-    out.append("\r\n");
+        need += h.name.size() + h.value.size() + 4;
+    if (out.size() < need) out.resize(need);
+
+    char num[24];
+    char* const num_end = num + sizeof(num);
+    char* p = out.data();
+    p = put(p, "HTTP/1.1 "sv);
+    char* digits = format_uint(num_end, static_cast<std::size_t>(r.status));
+    p = put(p, {digits, static_cast<std::size_t>(num_end - digits)});
+    *p++ = ' ';
+    p = put(p, reason);
+    p = put(p, "\r\nDate: "sv);
+    p = put(p, date);
+    if (!content_type.empty()) {
+        p = put(p, "\r\nContent-Type: "sv);
+        p = put(p, content_type);
+    }
+    if (r.status != 204 && r.status != 304 && r.status >= 200) {
+        p = put(p, "\r\nContent-Length: "sv);
+        digits = format_uint(num_end, r.body.size());
+        p = put(p, {digits, static_cast<std::size_t>(num_end - digits)});
+    }
+    p = put(p, "\r\nX-Request-Id: "sv);
+    p = put(p, request_id);
+    for (const auto& h : r.headers) {
+        p = put(p, "\r\n"sv);
+        p = put(p, h.name);
+        p = put(p, ": "sv);
+        p = put(p, h.value);
+    }
+    if (conn == ConnectionHeader::close) p = put(p, "\r\nConnection: close"sv);
+    if (conn == ConnectionHeader::keep_alive) p = put(p, "\r\nConnection: keep-alive"sv);
+    p = put(p, "\r\n\r\n"sv);
+    return static_cast<std::size_t>(p - out.data());
 }
 
 class Session {
   public:
-    Session(Shard& shard, tcp::socket socket) : shard_(shard), opts_(shard.options), stream_(std::move(socket)) {
+    Session(Shard& shard, tcp::socket socket) : shard_(shard), opts_(shard.options), socket_(std::move(socket)) {
         boost::system::error_code ec;
-        auto ep = stream_.socket().remote_endpoint(ec);
+        auto ep = socket_.remote_endpoint(ec);
         if (!ec) remote_ = ep.address().to_string();
-        hook_.socket = &stream_.socket();
+        hook_.socket = &socket_;
         shard_.link(hook_);
         shard_.metrics.connection_opened(shard_.index);
+        head_.resize(256);
     }
     ~Session() {
         shard_.metrics.connection_closed(shard_.index);
@@ -97,22 +179,54 @@ class Session {
     asio::awaitable<void> run();
 
   private:
-    asio::awaitable<bool> serve_one();
+    // What is wrong with a request head that parsed; status 0 when nothing is.
+    struct Refusal {
+        int status = 0;
+        const char* detail = nullptr;
+    };
+
+    Refusal check_head() const;
+    asio::awaitable<bool> read_body();
+    const Handler* route(Response& resp);
     asio::awaitable<void> fail_read(beast::error_code ec);
     asio::awaitable<bool> write(const Response& r, ConnectionHeader conn, bool head);
     asio::awaitable<void> send_error_and_close(int status, const char* detail, bool linger);
     asio::awaitable<void> linger_close();
-    asio::awaitable<Response> dispatch();
+
+    // Timeouts: the shard's watchdog cancels the socket's operations once the deadline has passed.
+    void expires_after(std::chrono::steady_clock::duration d) {
+        hook_.expires_at(std::chrono::steady_clock::now() + d);
+    }
+    // An operation that failed because the watchdog cancelled it reports a timeout.
+    beast::error_code timeout_aware(beast::error_code ec) const {
+        if (ec == asio::error::operation_aborted && hook_.timed_out) return beast::error::timeout;
+        return ec;
+    }
+
+    std::string_view request_id() const { return {request_id_.data(), request_id_size_}; }
+    // The client's X-Request-Id when it is sane, else a fresh UUIDv7.
+    void take_request_id(std::string_view client) {
+        if (sane_request_id(client)) {
+            client.copy(request_id_.data(), client.size());
+            request_id_size_ = client.size();
+        } else {
+            util::format_uuid(util::uuid_v7(), request_id_.data());
+            request_id_size_ = util::kUuidTextLength;
+        }
+    }
+
     void record(int route, std::string_view method, std::string_view route_label, std::string_view path, int status,
                 std::size_t bytes);
 
     Shard& shard_;
     const ServerOptions& opts_;
-    beast::tcp_stream stream_;
+    tcp::socket socket_;
     beast::flat_buffer buffer_;
-    std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+    FieldArena arena_;  // before parser_: outlives it
+    std::optional<RequestParser> parser_;
     RequestContext ctx_;
-    std::string request_id_;
+    std::array<char, kMaxRequestIdLength> request_id_{};
+    std::size_t request_id_size_ = 0;
     std::string head_;
     std::string remote_;
     SessionHook hook_;
@@ -120,87 +234,152 @@ class Session {
     int route_index_ = -1;
 };
 
+// The whole request cycle of a connection in one coroutine: the hot path (read head, route, call
+// the handler, write) awaits nothing but socket operations and the handler itself, so it
+// allocates no coroutine frames of its own. Bodies and errors take the slower paths.
 asio::awaitable<void> Session::run() {
     bool first = true;
     for (;;) {
         if (buffer_.size() == 0) {
             hook_.idle = true;
             if (shard_.draining) break;
-            stream_.expires_after(first ? opts_.read_timeout : opts_.idle_timeout);
-            auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(kReadChunk), nothrow);
+            expires_after(first ? opts_.read_timeout : opts_.idle_timeout);
+            auto [ec, n] = co_await socket_.async_read_some(buffer_.prepare(kReadChunk), nothrow);
             hook_.idle = false;
             if (ec) break;  // peer closed, idle timeout, or drain
             buffer_.commit(n);
         }
         hook_.idle = false;
         first = false;
-        if (!co_await serve_one()) break;
+
+        // The request: head (header limit) and body (body limit) within the read timeout.
+        started_ = std::chrono::steady_clock::now();
+        parser_.reset();
+        arena_.reset();
+        const ArenaAllocator<char> alloc(arena_);
+        parser_.emplace(std::piecewise_construct, std::make_tuple(), std::make_tuple(alloc));
+        parser_->header_limit(static_cast<std::uint32_t>(opts_.header_limit));
+        parser_->body_limit(opts_.body_limit);
+        hook_.expires_at(started_ + opts_.read_timeout);
+        // The head: parse what is buffered (a pipelined request may be there whole), read more
+        // while the parser needs it. Beast's async_read_header does the same in a composed
+        // operation that costs more than the parse itself.
+        beast::error_code ec;
+        for (;;) {
+            if (buffer_.size() != 0) {
+                const std::size_t used = parser_->put(buffer_.data(), ec);
+                buffer_.consume(used);
+                if (ec == bhttp::error::need_more)
+                    ec = {};
+                else if (ec || parser_->is_header_done())
+                    break;
+            }
+            auto [rec, n] = co_await socket_.async_read_some(buffer_.prepare(kReadChunk), nothrow);
+            if (rec == asio::error::eof) {
+                if (parser_->got_some())
+                    parser_->put_eof(ec);
+                else
+                    ec = bhttp::error::end_of_stream;
+                break;
+            }
+            if (rec) {
+                ec = timeout_aware(rec);
+                break;
+            }
+            buffer_.commit(n);
+        }
+        if (ec) {
+            co_await fail_read(ec);
+            break;
+        }
+        const Refusal refusal = check_head();
+        if (refusal.status != 0) {
+            co_await send_error_and_close(refusal.status, refusal.detail, true);
+            break;
+        }
+        if (!parser_->is_done() && !co_await read_body()) break;
+        hook_.expires_never();
+
+        // The response.
+        auto& req = parser_->get();
+        bool close_after = !req.keep_alive();
+        Response resp;
+        const Handler* handler = route(resp);
+        if (handler != nullptr) {
+            std::optional<Problem> problem;
+            try {
+                resp = co_await (*handler)(ctx_);
+            } catch (const Problem& p) {
+                problem = p;
+            } catch (const std::exception& e) {
+                obs::error(
+                    "unhandled exception in handler",
+                    {{"request_id", ctx_.request_id}, {"route", ctx_.route}, {"error", std::string_view(e.what())}});
+                problem = Problem::internal();
+            }
+            if (problem) resp = render_problem(*problem, ctx_.path, ctx_.request_id);
+            for (auto& h : ctx_.response_headers)
+                resp.headers.push_back(std::move(h));
+        }
+        if (shard_.draining) close_after = true;
+
+        ConnectionHeader conn = ConnectionHeader::none;
+        if (close_after)
+            conn = ConnectionHeader::close;
+        else if (req.version() < 11)
+            conn = ConnectionHeader::keep_alive;
+        const bool head = ctx_.method == Method::head;
+        const std::size_t head_size = serialize_head(head_, resp, request_id(), conn);
+        std::array<asio::const_buffer, 2> bufs{asio::buffer(head_.data(), head_size), asio::buffer(resp.body)};
+        if (head) bufs[1] = asio::const_buffer();
+        expires_after(opts_.read_timeout);
+        auto [wec, wn] = co_await asio::async_write(socket_, bufs, nothrow);
+        hook_.expires_never();
+        record(route_index_, ctx_.method_text, ctx_.route, ctx_.path, resp.status, head ? 0 : resp.body.size());
+        if (wec || close_after) break;
     }
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    stream_.socket().close(ignored);
+    hook_.expires_never();
+    socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
 }
 
-asio::awaitable<bool> Session::serve_one() {
-    started_ = std::chrono::steady_clock::now();
-    parser_.emplace();
-    parser_->header_limit(static_cast<std::uint32_t>(opts_.header_limit));
-    parser_->body_limit(opts_.body_limit);
-    stream_.expires_after(opts_.read_timeout);
-
-    auto [ec, n] = co_await bhttp::async_read_header(stream_, buffer_, *parser_, nothrow);
-    if (ec) {
-        co_await fail_read(ec);
-        co_return false;
-    }
-    auto& req = parser_->get();
-    if (req.method_string().size() + req.target().size() + 10 > opts_.request_line_limit) {
-        co_await send_error_and_close(414, nullptr, true);
-        co_return false;
-    }
+Session::Refusal Session::check_head() const {
+    const auto& req = parser_->get();
+    if (req.method_string().size() + req.target().size() + 10 > opts_.request_line_limit) return {414, nullptr};
     // RFC 9112 §6.1/§6.3: a request whose Transfer-Encoding does not end in chunked, or an HTTP/1.0
     // request with Transfer-Encoding at all, has no reliable framing: reject and close.
     // (Content-Length together with Transfer-Encoding and conflicting Content-Lengths are refused
     // by the parser itself and end up in fail_read.)
-    if (req.find(bhttp::field::transfer_encoding) != req.end() && (!parser_->chunked() || req.version() < 11)) {
-        co_await send_error_and_close(400, "The request's Transfer-Encoding is not acceptable.", true);
-        co_return false;
-    }
-    if (!parser_->is_done()) {
-        auto expect = req[bhttp::field::expect];
-        if (!expect.empty()) {
-            if (!iequals(expect, "100-continue")) {
-                co_await send_error_and_close(417, "Only 'Expect: 100-continue' is supported.", true);
-                co_return false;
-            }
-            static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-            auto [wec, wn] = co_await asio::async_write(stream_, asio::buffer(kContinue), nothrow);
-            if (wec) co_return false;
-        }
-        auto [bec, bn] = co_await bhttp::async_read(stream_, buffer_, *parser_, nothrow);
-        if (bec) {
-            co_await fail_read(bec);
-            co_return false;
-        }
-    }
-    stream_.expires_never();
-
-    bool close_after = !req.keep_alive();
-    Response resp = co_await dispatch();
-    if (shard_.draining) close_after = true;
-
-    ConnectionHeader conn = ConnectionHeader::none;
-    if (close_after)
-        conn = ConnectionHeader::close;
-    else if (req.version() < 11)
-        conn = ConnectionHeader::keep_alive;
-    bool head = ctx_.method == Method::head;
-    bool ok = co_await write(resp, conn, head);
-    record(route_index_, req.method_string(), ctx_.route, ctx_.path, resp.status, head ? 0 : resp.body.size());
-    co_return ok && !close_after;
+    if (req.find(bhttp::field::transfer_encoding) != req.end() && (!parser_->chunked() || req.version() < 11))
+        return {400, "The request's Transfer-Encoding is not acceptable."};
+    return {};
 }
 
-asio::awaitable<Response> Session::dispatch() {
+// The body of a request whose head announced one; false when the connection must end (an error
+// response has been sent where one is due).
+asio::awaitable<bool> Session::read_body() {
+    auto expect = parser_->get()[bhttp::field::expect];
+    if (!expect.empty()) {
+        if (!iequals(expect, "100-continue")) {
+            co_await send_error_and_close(417, "Only 'Expect: 100-continue' is supported.", true);
+            co_return false;
+        }
+        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+        auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(kContinue), nothrow);
+        if (wec) co_return false;
+    }
+    auto [ec, n] = co_await bhttp::async_read(socket_, buffer_, *parser_, nothrow);
+    if (ec) {
+        co_await fail_read(timeout_aware(ec));
+        co_return false;
+    }
+    co_return true;
+}
+
+// Fills the RequestContext, takes the request id and matches the route. Returns the handler to
+// call, or nullptr with `resp` set (404, 405, or 204 for OPTIONS).
+const Handler* Session::route(Response& resp) {
     auto& req = parser_->get();
     ctx_.method = parse_method(req.method_string());
     ctx_.method_text = req.method_string();
@@ -213,63 +392,47 @@ asio::awaitable<Response> Session::dispatch() {
     ctx_.shard = shard_.index;
     ctx_.received_at = started_;
     ctx_.route = {};
-    ctx_.headers.clear();
-    for (const auto& f : req)
-        ctx_.headers.emplace_back(f.name_string(), f.value());
-    ctx_.params.clear();
     ctx_.response_headers.clear();
     route_index_ = -1;
-
-    auto rid = req["X-Request-Id"];
-    if (sane_request_id(rid)) {
-        request_id_.assign(rid);
-    } else {
-        request_id_.clear();
-        util::append_uuid(request_id_, util::uuid_v7());
+    ctx_.headers.clear();
+    std::string_view client_id;
+    for (const auto& f : req) {
+        ctx_.headers.emplace_back(f.name_string(), f.value());
+        if (client_id.empty() && iequals(f.name_string(), "X-Request-Id")) client_id = f.value();
     }
-    ctx_.request_id = request_id_;
+    ctx_.params.clear();
+    take_request_id(client_id);
+    ctx_.request_id = request_id();
 
     Router::Match m = shard_.router.match(ctx_.method, ctx_.path);
-    std::optional<Problem> problem;
-    Response resp;
     if (m.handler != nullptr) {
         ctx_.route = m.pattern;
-        ctx_.params = std::move(m.params);
         route_index_ = m.route;
-        try {
-            resp = co_await (*m.handler)(ctx_);
-        } catch (const Problem& p) {
-            problem = p;
-        } catch (const std::exception& e) {
-            obs::error("unhandled exception in handler",
-                       {{"request_id", ctx_.request_id}, {"route", ctx_.route}, {"error", std::string_view(e.what())}});
-            problem = Problem::internal();
-        }
-    } else if (m.path_known) {
+        ctx_.params = std::move(m.params);
+        return m.handler;
+    }
+    if (m.path_known) {
         ctx_.route = m.pattern;
         std::string allow = m.allow + ", OPTIONS";
         if (ctx_.method == Method::options) {
             resp = Response::no_content();
             resp.header("Allow", std::move(allow));
         } else {
-            problem = Problem::method_not_allowed(std::move(allow));
+            resp = render_problem(Problem::method_not_allowed(std::move(allow)), ctx_.path, ctx_.request_id);
         }
     } else {
-        problem = Problem::not_found();
+        resp = render_problem(Problem::not_found(), ctx_.path, ctx_.request_id);
     }
-    if (problem) resp = render_problem(*problem, ctx_.path, ctx_.request_id);
-    for (auto& h : ctx_.response_headers)
-        resp.headers.push_back(std::move(h));
-    co_return resp;
+    return nullptr;
 }
 
 asio::awaitable<bool> Session::write(const Response& r, ConnectionHeader conn, bool head) {
-    serialize_head(head_, r, request_id_, conn);
-    std::array<asio::const_buffer, 2> bufs{asio::buffer(head_), asio::buffer(r.body)};
+    const std::size_t head_size = serialize_head(head_, r, request_id(), conn);
+    std::array<asio::const_buffer, 2> bufs{asio::buffer(head_.data(), head_size), asio::buffer(r.body)};
     if (head) bufs[1] = asio::const_buffer();
-    stream_.expires_after(opts_.read_timeout);
-    auto [ec, n] = co_await asio::async_write(stream_, bufs, nothrow);
-    stream_.expires_never();
+    expires_after(opts_.read_timeout);
+    auto [ec, n] = co_await asio::async_write(socket_, bufs, nothrow);
+    hook_.expires_never();
     co_return !ec;
 }
 
@@ -283,7 +446,7 @@ void Session::record(int route, std::string_view method, std::string_view route_
     line.append("{\"ts\":\"");
     util::append_rfc3339(line, std::chrono::system_clock::now());
     line.append("\",\"level\":\"info\",\"msg\":\"request\",\"request_id\":");
-    obs::append_json_string(line, request_id_);
+    obs::append_json_string(line, request_id());
     line.append(",\"method\":");
     obs::append_json_string(line, method);
     line.append(",\"route\":");
@@ -322,8 +485,7 @@ asio::awaitable<void> Session::fail_read(beast::error_code ec) {
 }
 
 asio::awaitable<void> Session::send_error_and_close(int status, const char* detail, bool linger) {
-    request_id_.clear();
-    util::append_uuid(request_id_, util::uuid_v7());
+    std::string_view client_id;
     std::string_view instance;
     std::string_view method;
     // Whatever the parser has seen so far: the request line and fields parsed before the error.
@@ -331,10 +493,10 @@ asio::awaitable<void> Session::send_error_and_close(int status, const char* deta
         auto target = parser_->get().target();
         instance = target.substr(0, target.find('?'));
         method = parser_->get().method_string();
-        auto rid = parser_->get()["X-Request-Id"];
-        if (sane_request_id(rid)) request_id_.assign(rid);
+        client_id = parser_->get()["X-Request-Id"];
     }
-    Response r = render_problem(Problem::of_status(status, detail != nullptr ? detail : ""), instance, request_id_);
+    take_request_id(client_id);
+    Response r = render_problem(Problem::of_status(status, detail != nullptr ? detail : ""), instance, request_id());
     bool ok = co_await write(r, ConnectionHeader::close, false);
     record(-1, method, {}, instance, status, r.body.size());
     if (ok && linger) co_await linger_close();
@@ -344,12 +506,12 @@ asio::awaitable<void> Session::send_error_and_close(int status, const char* deta
 // answer with RST, and the client may lose the response. Half-close and discard input briefly.
 asio::awaitable<void> Session::linger_close() {
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream_.expires_after(std::chrono::seconds(2));
+    socket_.shutdown(tcp::socket::shutdown_send, ignored);
+    expires_after(std::chrono::seconds(2));
     std::array<char, 16384> scratch;
     std::size_t total = 0;
     while (total < 8 * 1024 * 1024) {
-        auto [ec, n] = co_await stream_.async_read_some(asio::buffer(scratch), nothrow);
+        auto [ec, n] = co_await socket_.async_read_some(asio::buffer(scratch), nothrow);
         if (ec) break;
         total += n;
     }

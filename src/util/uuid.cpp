@@ -2,7 +2,9 @@
 
 #include <openssl/rand.h>
 
+#include <array>
 #include <chrono>
+#include <cstring>
 #include <stdexcept>
 
 namespace mtapi::util {
@@ -83,18 +85,31 @@ Uuid uuid_v7() {
     return id;
 }
 
+// The two lowercase hex digits of every byte value.
+constexpr std::array<std::array<char, 2>, 256> kHexPairs = [] {
+    std::array<std::array<char, 2>, 256> t{};
+    for (std::size_t i = 0; i < 256; ++i)
+        t[i] = {kHex[i >> 4], kHex[i & 0x0f]};
+    return t;
+}();
+
+void format_uuid(const Uuid& id, char* out) {
+    // Where each byte's two digits go in 8-4-4-4-12.
+    static constexpr std::uint8_t kPos[16] = {0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34};
+    for (std::size_t i = 0; i < id.size(); ++i)
+        std::memcpy(out + kPos[i], kHexPairs[id[i]].data(), 2);
+    out[8] = out[13] = out[18] = out[23] = '-';
+}
+
 void append_uuid(std::string& out, const Uuid& id) {
-    for (std::size_t i = 0; i < id.size(); ++i) {
-        if (i == 4 || i == 6 || i == 8 || i == 10) out.push_back('-');
-        out.push_back(kHex[id[i] >> 4]);
-        out.push_back(kHex[id[i] & 0x0f]);
-    }
+    char text[kUuidTextLength];
+    format_uuid(id, text);
+    out.append(text, kUuidTextLength);
 }
 
 std::string to_string(const Uuid& id) {
-    std::string out;
-    out.reserve(36);
-    append_uuid(out, id);
+    std::string out(kUuidTextLength, '\0');
+    format_uuid(id, out.data());
     return out;
 }
 

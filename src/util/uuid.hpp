@@ -16,8 +16,11 @@ using Uuid = std::array<std::uint8_t, 16>;
 Uuid uuid_v7();
 
 // Canonical 8-4-4-4-12 lowercase form.
+inline constexpr std::size_t kUuidTextLength = 36;
 std::string to_string(const Uuid& id);
 void append_uuid(std::string& out, const Uuid& id);
+// Writes exactly kUuidTextLength characters to `out` (no terminating NUL).
+void format_uuid(const Uuid& id, char* out);
 
 // 32 lowercase hex digits, no dashes (used for schema and role names).
 std::string to_hex(const Uuid& id);

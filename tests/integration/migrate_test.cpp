@@ -459,7 +459,7 @@ TEST_F(Migrate, a_failing_tenant_is_recorded_and_the_others_reach_head) {
     ASSERT_EQ(r.failures.size(), 1u);
     EXPECT_EQ(r.failures[0].slug, bad.slug);
     const int head = migrate::tenant_head();
-    char extra_name[32];
+    char extra_name[64];
     std::snprintf(extra_name, sizeof(extra_name), "%04d_extra_test.sql failed", head + 1);
     EXPECT_NE(r.failures[0].message.find(extra_name), std::string::npos) << r.failures[0].message;
     EXPECT_NE(r.failures[0].message.find("already exists"), std::string::npos) << r.failures[0].message;

@@ -100,6 +100,23 @@ TEST(Router, head_falls_back_to_get) {
     EXPECT_EQ(r.routes()[static_cast<std::size_t>(m.route)].method, Method::get);
 }
 
+TEST(Router, literal_paths_match_exactly_and_per_method) {
+    Router r = make_router();
+    auto post = r.match(Method::post, "/api/v1/vehicles");
+    ASSERT_NE(post.handler, nullptr);
+    EXPECT_EQ(r.routes()[static_cast<std::size_t>(post.route)].method, Method::post);
+    EXPECT_EQ(post.pattern, "/api/v1/vehicles");
+
+    auto wrong = r.match(Method::post, "/health");
+    EXPECT_EQ(wrong.handler, nullptr);
+    EXPECT_TRUE(wrong.path_known);
+    EXPECT_EQ(wrong.allow, "GET, HEAD");
+
+    EXPECT_FALSE(r.match(Method::get, "/health/").path_known);
+    EXPECT_FALSE(r.match(Method::get, "/healthz").path_known);
+    EXPECT_FALSE(r.match(Method::get, "/Health").path_known);
+}
+
 TEST(Router, rejects_duplicate_and_malformed_templates) {
     Router r;
     r.add(Method::get, "/a/{id}", ok);

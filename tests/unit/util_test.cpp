@@ -32,6 +32,22 @@ TEST(Uuid, round_trips_through_text) {
     EXPECT_EQ(util::to_hex(id).size(), 32u);
 }
 
+TEST(Uuid, formats_the_canonical_lowercase_form) {
+    util::Uuid id{};
+    for (std::size_t i = 0; i < id.size(); ++i)
+        id[i] = static_cast<std::uint8_t>(0x10 * i + (15 - i));
+    const std::string expected = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
+    EXPECT_EQ(util::to_string(id), expected);
+    char text[util::kUuidTextLength + 1];
+    text[util::kUuidTextLength] = '#';
+    util::format_uuid(id, text);
+    EXPECT_EQ(std::string_view(text, util::kUuidTextLength), expected);
+    EXPECT_EQ(text[util::kUuidTextLength], '#');  // nothing written past the end
+    std::string appended = "id=";
+    util::append_uuid(appended, id);
+    EXPECT_EQ(appended, "id=" + expected);
+}
+
 TEST(Uuid, rejects_non_canonical_text) {
     EXPECT_FALSE(util::parse_uuid(""));
     EXPECT_FALSE(util::parse_uuid("not-a-uuid"));
