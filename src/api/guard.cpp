@@ -32,7 +32,8 @@ auth::Claims verified_claims(app::App& app, const http::RequestContext& ctx) {
     auth::VerifyOptions opts;
     opts.issuer = app.config.jwt_issuer;
     opts.audience = app.config.jwt_audience;
-    auto result = auth::verify(*app.keyring, token, opts);
+    // Cached per shard by the exact token string; only the time checks are repeated on a hit.
+    auto result = auth::verify_cached(app.keyring, token, opts);
     if (!result) {
         bool expired = result.error() == auth::VerifyError::expired;
         throw unauthorized(expired ? "The access token has expired." : "The access token is not valid.");

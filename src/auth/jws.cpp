@@ -7,8 +7,10 @@
 #include <array>
 #include <boost/json/basic_parser_impl.hpp>
 #include <cstdint>
+#include <list>
 #include <span>
 #include <stdexcept>
+#include <unordered_map>
 #include <vector>
 
 #include "util/base64url.hpp"
@@ -421,17 +423,6 @@ bool extract_claims(std::array<JsonField, kClaimNames.size()>& f, Claims& out) {
     return true;
 }
 
-// Seconds are compared as integers so that no claim value, however large, can overflow.
-std::optional<VerifyError> check_times(const Claims& c, const VerifyOptions& options) {
-    using std::chrono::floor;
-    const std::int64_t now = floor<std::chrono::seconds>(options.now).time_since_epoch().count();
-    const std::int64_t skew = options.max_skew.count();
-    if (seconds_of(c.exp) <= now - skew) return VerifyError::expired;
-    if (c.nbf && seconds_of(*c.nbf) > now + skew) return VerifyError::not_yet_valid;
-    if (c.iat && seconds_of(*c.iat) > now + skew) return VerifyError::not_yet_valid;
-    return std::nullopt;
-}
-
 VerifyResult check_claims(Scratch& s, const VerifyOptions& options) {
     auto& f = s.claim_fields;
     if (!scan_object(s.payload, kClaimNames, f, s.scan)) return VerifyError::bad_claims;
@@ -446,6 +437,17 @@ VerifyResult check_claims(Scratch& s, const VerifyOptions& options) {
 }
 
 }  // namespace
+
+// Seconds are compared as integers so that no claim value, however large, can overflow.
+std::optional<VerifyError> check_times(const Claims& c, const VerifyOptions& options) {
+    using std::chrono::floor;
+    const std::int64_t now = floor<std::chrono::seconds>(options.now).time_since_epoch().count();
+    const std::int64_t skew = options.max_skew.count();
+    if (seconds_of(c.exp) <= now - skew) return VerifyError::expired;
+    if (c.nbf && seconds_of(*c.nbf) > now + skew) return VerifyError::not_yet_valid;
+    if (c.iat && seconds_of(*c.iat) > now + skew) return VerifyError::not_yet_valid;
+    return std::nullopt;
+}
 
 bool is_token_role(std::string_view role) {
     return role == "admin" || role == "dispatcher" || role == "viewer" || role == "platform_admin";
@@ -509,6 +511,86 @@ VerifyResult verify(const Keyring& keyring, std::string_view token, const Verify
     if (!signature_valid(*std::get<const Key*>(key), segments->signing_input, s.signature))
         return VerifyError::bad_signature;
     return check_claims(s, options);
+}
+
+namespace {
+
+struct TokenHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+
+// Tokens that verified, most recently used first.
+class VerifiedTokens {
+  public:
+    struct Entry {
+        std::string token;
+        std::shared_ptr<const Keyring> keyring;  // held: the address stays this keyring's
+        std::string issuer;
+        std::string audience;
+        std::chrono::seconds max_skew{};
+        std::chrono::system_clock::time_point verified_at;
+        Claims claims;
+    };
+
+    const Entry* find(std::string_view token) {
+        auto it = index_.find(token);
+        if (it == index_.end()) return nullptr;
+        lru_.splice(lru_.begin(), lru_, it->second);
+        return &*it->second;
+    }
+    void erase(std::string_view token) {
+        auto it = index_.find(token);
+        if (it == index_.end()) return;
+        // The index's key views the entry's token: drop the index entry while that string lives.
+        auto entry = it->second;
+        index_.erase(it);
+        lru_.erase(entry);
+    }
+    void insert(Entry entry) {
+        erase(entry.token);
+        if (lru_.size() >= kVerifiedTokenCacheSize) {
+            index_.erase(lru_.back().token);
+            lru_.pop_back();
+        }
+        lru_.push_front(std::move(entry));
+        index_.emplace(lru_.front().token, lru_.begin());
+    }
+
+  private:
+    std::list<Entry> lru_;
+    std::unordered_map<std::string_view, std::list<Entry>::iterator, TokenHash, std::equal_to<>> index_;
+};
+
+}  // namespace
+
+VerifyResult verify_cached(const std::shared_ptr<const Keyring>& keyring, std::string_view token,
+                           const VerifyOptions& options) {
+    thread_local VerifiedTokens cache;
+    if (token.size() <= options.max_token_bytes) {
+        if (const auto* e = cache.find(token)) {
+            const bool same = e->keyring.get() == keyring.get() && e->issuer == options.issuer &&
+                              e->audience == options.audience && e->max_skew == options.max_skew;
+            const auto age = options.now - e->verified_at;
+            if (same && age >= std::chrono::system_clock::duration::zero() && age < kVerifiedTokenCacheTtl &&
+                !check_times(e->claims, options))
+                return e->claims;
+            cache.erase(token);
+        }
+    }
+    VerifyResult result = verify(*keyring, token, options);
+    if (result.ok()) {
+        VerifiedTokens::Entry entry;
+        entry.token = std::string(token);
+        entry.keyring = keyring;
+        entry.issuer = std::string(options.issuer);
+        entry.audience = std::string(options.audience);
+        entry.max_skew = options.max_skew;
+        entry.verified_at = options.now;
+        entry.claims = result.claims();
+        cache.insert(std::move(entry));
+    }
+    return result;
 }
 
 }  // namespace mtapi::auth

@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -99,5 +100,21 @@ class VerifyResult {
 
 // Never throws for any input token (only std::bad_alloc can escape).
 VerifyResult verify(const Keyring& keyring, std::string_view token, const VerifyOptions& options);
+
+// The time checks verify() makes (exp, nbf, iat against options.now and max_skew).
+std::optional<VerifyError> check_times(const Claims& claims, const VerifyOptions& options);
+
+// verify() with a small cache per thread (per shard) of tokens that verified, keyed by the exact
+// token string. Everything verify() decides apart from the time checks depends only on the token,
+// the keyring (immutable; the entry holds it, so its address cannot be reused), the issuer and
+// the audience: a hit with the same keyring, issuer, audience and max_skew runs only
+// check_times() again, so an expired token is rejected exactly as verify() would. Entries live at
+// most kVerifiedTokenCacheTtl; failures are never cached (a rejected token is verified in full
+// each time). Nothing about revocation changes: the token was never the revocation point (the
+// database's principal check of every tenant transaction is).
+inline constexpr std::chrono::seconds kVerifiedTokenCacheTtl{60};
+inline constexpr std::size_t kVerifiedTokenCacheSize = 1024;
+VerifyResult verify_cached(const std::shared_ptr<const Keyring>& keyring, std::string_view token,
+                           const VerifyOptions& options);
 
 }  // namespace mtapi::auth

@@ -38,31 +38,46 @@ struct ConnDeleter {
     }
 };
 
-// Per-connection LRU of named prepared statements, keyed by SQL text.
+// Hashes std::string and std::string_view alike, so lookups need no temporary string.
+struct StringHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+
+// Per-connection LRU of named prepared statements, keyed by scope and SQL text ("<scope>\0<sql>";
+// a scope never contains NUL, nor does SQL that libpq can send).
 class StatementCache {
   public:
     explicit StatementCache(std::size_t capacity) : capacity_(capacity) {}
 
-    const std::string* find(std::string_view sql) {
-        auto it = index_.find(std::string(sql));
+    // The cache key of `sql` under `scope`, built in a buffer reused from call to call.
+    std::string_view key(std::string_view scope, std::string_view sql) {
+        key_.assign(scope);
+        key_.push_back('\0');
+        key_.append(sql);
+        return key_;
+    }
+
+    const std::string* find(std::string_view key) {
+        auto it = index_.find(key);
         if (it == index_.end()) return nullptr;
         lru_.splice(lru_.begin(), lru_, it->second);
         return &it->second->name;
     }
     // Records a statement the server has prepared; returns the name evicted to make room, if any.
-    std::optional<std::string> insert(std::string sql, std::string name) {
+    std::optional<std::string> insert(std::string key, std::string name) {
         std::optional<std::string> evicted;
         if (capacity_ > 0 && lru_.size() >= capacity_) {
             evicted = lru_.back().name;
-            index_.erase(lru_.back().sql);
+            index_.erase(lru_.back().key);
             lru_.pop_back();
         }
-        lru_.push_front({sql, std::move(name)});
-        index_[std::move(sql)] = lru_.begin();
+        lru_.push_front({key, std::move(name)});
+        index_[std::move(key)] = lru_.begin();
         return evicted;
     }
-    std::optional<std::string> erase(std::string_view sql) {
-        auto it = index_.find(std::string(sql));
+    std::optional<std::string> erase(std::string_view key) {
+        auto it = index_.find(key);
         if (it == index_.end()) return std::nullopt;
         std::string name = it->second->name;
         lru_.erase(it->second);
@@ -74,12 +89,13 @@ class StatementCache {
 
   private:
     struct Entry {
-        std::string sql;
+        std::string key;
         std::string name;
     };
     std::size_t capacity_;
     std::list<Entry> lru_;
-    std::unordered_map<std::string, std::list<Entry>::iterator> index_;
+    std::unordered_map<std::string, std::list<Entry>::iterator, StringHash, std::equal_to<>> index_;
+    std::string key_;
     std::uint64_t counter_ = 0;
 };
 
@@ -267,7 +283,18 @@ asio::awaitable<std::unique_ptr<Connection>> Connection::connect(asio::io_contex
     co_return std::unique_ptr<Connection>(new Connection(std::move(impl)));
 }
 
-asio::awaitable<std::vector<Result>> Connection::execute(std::span<const Query> batch, Deadline deadline) {
+asio::awaitable<std::vector<Result>> Connection::execute(std::span<const Query> batch, Deadline deadline,
+                                                         std::string_view scope) {
+    std::vector<const Query*> pointers;
+    pointers.reserve(batch.size());
+    for (const Query& q : batch)
+        pointers.push_back(&q);
+    std::span<const Query* const> view(pointers);
+    co_return co_await execute(view, deadline, scope);
+}
+
+asio::awaitable<std::vector<Result>> Connection::execute(std::span<const Query* const> batch, Deadline deadline,
+                                                         std::string_view scope) {
     Impl& c = *impl_;
     if (c.broken || !c.conn) throw Error(ErrorKind::connection, "connection is closed");
     PGconn* conn = c.conn.get();
@@ -278,6 +305,7 @@ asio::awaitable<std::vector<Result>> Connection::execute(std::span<const Query> 
         Slot slot;
         std::size_t query;  // index into batch (prepare/statement)
         std::string name;   // prepared statement name (prepare)
+        std::string key;    // cache key (prepare)
     };
     std::vector<Expect> expected;
     expected.reserve(batch.size() + c.to_deallocate.size());
@@ -299,24 +327,24 @@ asio::awaitable<std::vector<Result>> Connection::execute(std::span<const Query> 
     std::vector<const char*> values;
     std::vector<std::string> pending_names(batch.size());
     for (std::size_t i = 0; i < batch.size(); ++i) {
-        const Query& q = batch[i];
+        const Query& q = *batch[i];
         values.clear();
         for (const auto& p : q.params)
             values.push_back(p ? p->c_str() : nullptr);
         const int n = static_cast<int>(values.size());
         const std::string& sql = q.sql;
         if (q.prepare) {
-            const std::string* name = c.cache.find(q.sql);
+            const std::string* name = c.cache.find(c.cache.key(scope, q.sql));
             std::string fresh;
             if (name == nullptr) {
                 // Prepared in this same batch earlier? Reuse that name.
                 for (std::size_t j = 0; j < i && name == nullptr; ++j)
-                    if (!pending_names[j].empty() && batch[j].sql == q.sql) name = &pending_names[j];
+                    if (!pending_names[j].empty() && batch[j]->sql == q.sql) name = &pending_names[j];
             }
             if (name == nullptr) {
                 fresh = c.cache.next_name();
                 if (PQsendPrepare(conn, fresh.c_str(), sql.c_str(), n, nullptr) != 1) send_fail();
-                expected.push_back({Slot::prepare, i, fresh});
+                expected.push_back({Slot::prepare, i, fresh, std::string(c.cache.key(scope, q.sql))});
                 pending_names[i] = fresh;
                 name = &pending_names[i];
             }
@@ -324,7 +352,7 @@ asio::awaitable<std::vector<Result>> Connection::execute(std::span<const Query> 
         } else {
             if (PQsendQueryParams(conn, sql.c_str(), n, nullptr, values.data(), nullptr, nullptr, 0) != 1) send_fail();
         }
-        expected.push_back({Slot::statement, i, {}});
+        expected.push_back({Slot::statement, i, {}, {}});
     }
     if (PQpipelineSync(conn) != 1) send_fail();
 
@@ -353,13 +381,13 @@ asio::awaitable<std::vector<Result>> Connection::execute(std::span<const Query> 
         }
         if (e.slot == Slot::prepare) {
             if (!failed) {
-                if (auto evicted = c.cache.insert(std::string(batch[e.query].sql), e.name))
-                    c.to_deallocate.push_back(std::move(*evicted));
+                if (auto evicted = c.cache.insert(e.key, e.name)) c.to_deallocate.push_back(std::move(*evicted));
             }
         } else if (e.slot == Slot::statement) {
             if (failed && first_error && first_error->kind() == ErrorKind::cached_plan_changed) {
                 // The tables changed under a cached plan: forget it so the next use prepares afresh.
-                if (auto name = c.cache.erase(batch[e.query].sql)) c.to_deallocate.push_back(std::move(*name));
+                if (auto name = c.cache.erase(c.cache.key(scope, batch[e.query]->sql)))
+                    c.to_deallocate.push_back(std::move(*name));
             }
             results[e.query] = std::move(last);
         }

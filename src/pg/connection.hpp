@@ -1,7 +1,8 @@
 #pragma once
 // One PostgreSQL connection driven by Asio: non-blocking libpq in pipeline mode on the shard's
 // io_context. A batch of statements goes out in one write with one Sync and comes back in one
-// read where the network allows; named prepared statements are cached per connection.
+// read where the network allows; named prepared statements are cached per connection, keyed by
+// a caller-chosen scope and the SQL text.
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
@@ -49,7 +50,18 @@ class Connection {
     // statement fails, the server skips the rest of the batch: the first failure is thrown as
     // pg::Error after the batch is fully read, so the connection stays usable. Link failures and
     // deadline expiry throw Error(connection/timeout) and leave the connection broken().
-    boost::asio::awaitable<std::vector<Result>> execute(std::span<const Query> batch, Deadline deadline);
+    //
+    // `scope` keys the prepared-statement cache together with the SQL text: the same text under
+    // another scope is prepared as a statement of its own. PostgreSQL re-analyses and re-plans a
+    // prepared statement whenever search_path differs from the one it was planned under, so
+    // TenantTx passes the tenant's schema: each tenant then keeps its own plans on a connection
+    // that serves several tenants in turn, instead of every tenant switch re-planning.
+    boost::asio::awaitable<std::vector<Result>> execute(std::span<const Query> batch, Deadline deadline,
+                                                        std::string_view scope = {});
+    // The same for statements held elsewhere (no copies); the pointers must stay valid until the
+    // call completes.
+    boost::asio::awaitable<std::vector<Result>> execute(std::span<const Query* const> batch, Deadline deadline,
+                                                        std::string_view scope = {});
 
     // Convenience for one statement.
     boost::asio::awaitable<Result> query(Query q, Deadline deadline);
@@ -78,10 +90,20 @@ class Connection {
     int backend_pid() const;
     std::size_t cached_statements() const;
 
+    // What the connection last served (TenantTx records the tenant's schema when it binds), for
+    // Pool::acquire's affinity: a connection that served the same tenant before has that
+    // tenant's prepared statements and plans. Only a preference, never a binding: every tenant
+    // transaction binds its tenant afresh.
+    const std::string& affinity() const { return affinity_; }
+    void set_affinity(std::string_view key) {
+        if (affinity_ != key) affinity_.assign(key);
+    }
+
   private:
     struct Impl;
     explicit Connection(std::shared_ptr<Impl> impl);
     std::shared_ptr<Impl> impl_;  // shared so deadline callbacks can tell that it is gone
+    std::string affinity_;
 };
 
 }  // namespace mtapi::pg

@@ -93,11 +93,29 @@ std::chrono::milliseconds Pool::next_backoff() {
     return std::chrono::milliseconds(half + jitter);
 }
 
-asio::awaitable<Pool::Lease> Pool::acquire(Deadline deadline) {
+std::unique_ptr<Connection> Pool::take_idle(std::string_view affinity) {
+    // The most recently released connection with the key (its caches are the warmest), else the
+    // one released longest ago.
+    auto pick = idle_.begin();
+    if (!affinity.empty()) {
+        auto match =
+            std::find_if(idle_.rbegin(), idle_.rend(), [&](const auto& c) { return c->affinity() == affinity; });
+        if (match != idle_.rend()) {
+            pick = std::next(match).base();
+            counters_.affinity_hits++;
+        } else {
+            counters_.affinity_misses++;
+        }
+    }
+    std::unique_ptr<Connection> conn = std::move(*pick);
+    idle_.erase(pick);
+    return conn;
+}
+
+asio::awaitable<Pool::Lease> Pool::acquire(Deadline deadline, std::string_view affinity) {
     // Reuse an idle connection, skipping any that died while idle.
     while (!idle_.empty()) {
-        std::unique_ptr<Connection> conn = std::move(idle_.back());
-        idle_.pop_back();
+        std::unique_ptr<Connection> conn = take_idle(affinity);
         if (conn->check_alive()) co_return Lease(this, std::move(conn));
         --total_;
         counters_.discarded++;

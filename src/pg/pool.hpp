@@ -3,6 +3,11 @@
 // Bounded in size and in how many callers may wait; each wait has a deadline. After a failed
 // connect the pool backs off (exponential, jittered) and fails fast meanwhile, so a database
 // outage turns into quick 503s rather than piled-up requests.
+//
+// Affinity: acquire() may name a key (TenantTx passes the tenant's schema). Among the idle
+// connections it then takes one whose Connection::affinity() equals the key, else the one idle
+// the longest. Callers that have to wait are still served strictly in arrival order, whatever
+// their key: affinity only chooses among idle connections, so nobody waits longer for it.
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
@@ -10,6 +15,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <string_view>
 #include <vector>
 
 #include "pg/connection.hpp"
@@ -32,6 +38,8 @@ struct PoolStats {
     std::uint64_t connects = 0;
     std::uint64_t connect_failures = 0;
     std::uint64_t discarded = 0;
+    std::uint64_t affinity_hits = 0;    // acquire with a key found an idle connection with that key
+    std::uint64_t affinity_misses = 0;  // acquire with a key found idle connections, none with it
 };
 
 class Pool {
@@ -65,7 +73,8 @@ class Pool {
 
     // Throws Error(unavailable) when the queue is full, the pool is backing off after failures,
     // or no connection frees up before the deadline; Error(connection) when a connect fails.
-    boost::asio::awaitable<Lease> acquire(Deadline deadline);
+    // `affinity` (may be empty) must stay valid until the returned awaitable completes.
+    boost::asio::awaitable<Lease> acquire(Deadline deadline, std::string_view affinity = {});
     boost::asio::awaitable<Lease> acquire() { return acquire(Clock::now() + options_.acquire_timeout); }
 
     PoolStats stats() const;
@@ -77,11 +86,12 @@ class Pool {
   private:
     struct Waiter;
     void release(std::unique_ptr<Connection> conn);
+    std::unique_ptr<Connection> take_idle(std::string_view affinity);
     std::chrono::milliseconds next_backoff();
 
     boost::asio::io_context& ioc_;
     PoolOptions options_;
-    std::vector<std::unique_ptr<Connection>> idle_;
+    std::vector<std::unique_ptr<Connection>> idle_;  // least recently released first
     std::deque<Waiter*> waiters_;
     std::size_t total_ = 0;  // idle + leased + connecting
     PoolStats counters_;

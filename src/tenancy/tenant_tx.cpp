@@ -1,5 +1,8 @@
 #include "tenancy/tenant_tx.hpp"
 
+#include <string>
+#include <unordered_map>
+
 #include "obs/log.hpp"
 
 namespace mtapi::tenancy {
@@ -7,6 +10,24 @@ namespace {
 
 namespace asio = boost::asio;
 constexpr std::string_view kBind = "SELECT set_config('search_path', $1, true), set_config('role', $2, true)";
+constexpr std::string_view kPrincipal = "SELECT mtapi_principal($1::uuid, $2::text[])";
+
+const pg::Query& begin_query() {
+    static const pg::Query q{"BEGIN", {}, false};
+    return q;
+}
+const pg::Query& commit_query() {
+    static const pg::Query q{"COMMIT", {}, false};
+    return q;
+}
+
+struct StringHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+// Distinct statement texts remembered per thread; handler SQL is fixed text, so a full table
+// means something builds SQL dynamically: start over rather than grow.
+constexpr std::size_t kVerdictCacheSize = 1024;
 
 }  // namespace
 
@@ -42,32 +63,53 @@ bool rebinds_session(std::string_view sql) {
     return false;
 }
 
+bool rebinds_session_cached(std::string_view sql) {
+    thread_local std::unordered_map<std::string, bool, StringHash, std::equal_to<>> verdicts;
+    if (auto it = verdicts.find(sql); it != verdicts.end()) return it->second;
+    bool verdict = rebinds_session(sql);
+    if (verdicts.size() >= kVerdictCacheSize) verdicts.clear();
+    verdicts.emplace(std::string(sql), verdict);
+    return verdict;
+}
+
 asio::awaitable<std::vector<pg::Result>> TenantTx::run(std::span<const pg::Query> batch, bool commit) {
     if (finished_) throw pg::Error(pg::ErrorKind::other, "tenant transaction already finished");
-    std::vector<pg::Query> full;
-    full.reserve(batch.size() + 3);
-    std::size_t offset = 0;
-    if (!begun_) {
-        full.push_back({"BEGIN", {}, false});
-        // pg_temp last: a temporary object can never shadow a tenant table (TEMP is revoked from
-        // PUBLIC as well).
-        full.push_back({std::string(kBind), {schema_ + ", pg_temp", role_}, true});
-        offset = 2;
-        if (!principal_.empty()) {
-            full.push_back({"SELECT mtapi_principal($1::uuid, $2::text[])", {principal_, roles_}, true});
-            offset = 3;
-        }
-    }
     for (const auto& q : batch) {
-        if (rebinds_session(q.sql))
+        if (rebinds_session_cached(q.sql))
             throw pg::Error(pg::ErrorKind::insufficient_privilege, "statement may not change the tenant binding",
                             "42501");
-        full.push_back(q);
     }
-    if (commit) full.push_back({"COMMIT", {}, false});
+    // The statements are sent from where they are: the caller's batch, this transaction's own.
+    std::vector<const pg::Query*> full;
+    full.reserve(batch.size() + 4);
+    std::size_t offset = 0;
+    pg::Query bind;
+    if (!begun_) {
+        full.push_back(&begin_query());
+        // pg_temp last: a temporary object can never shadow a tenant table (TEMP is revoked from
+        // PUBLIC as well).
+        bind.sql = kBind;
+        bind.params.reserve(2);
+        bind.params.emplace_back(schema_ + ", pg_temp");
+        bind.params.emplace_back(role_);
+        full.push_back(&bind);
+        offset = 2;
+        if (!principal_.params.empty()) {
+            principal_.sql = kPrincipal;
+            full.push_back(&principal_);
+            offset = 3;
+        }
+        conn_.set_affinity(schema_);
+    }
+    for (const auto& q : batch)
+        full.push_back(&q);
+    if (commit) full.push_back(&commit_query());
     // Count the transaction as open before sending: if anything fails, abort() rolls back.
     begun_ = true;
-    auto results = co_await conn_.execute(full, deadline_);
+    // Prepared statements are kept per tenant on the connection (see Connection::execute): a
+    // tenant's plans survive the connection serving other tenants in between.
+    std::span<const pg::Query* const> view(full);
+    auto results = co_await conn_.execute(view, deadline_, schema_);
     if (commit) finished_ = true;
     std::vector<pg::Result> out;
     out.reserve(batch.size());
@@ -95,7 +137,7 @@ asio::awaitable<void> TenantTx::commit() {
     if (!begun_) {
         // Nothing ran. The principal check still must: a handler that touches no table is
         // authorised like any other.
-        if (principal_.empty()) {
+        if (principal_.params.empty()) {
             finished_ = true;
             co_return;
         }

@@ -33,6 +33,9 @@ namespace mtapi::tenancy {
 // fixed text with bound parameters, so this costs nothing legitimate; it closes the gap an
 // injection bug would otherwise open. See ADR 004.
 bool rebinds_session(std::string_view sql);
+// rebinds_session() remembered per distinct SQL text in the calling thread (one per shard;
+// bounded), since handlers send the same few texts over and over.
+bool rebinds_session_cached(std::string_view sql);
 
 class TenantTx {
   public:
@@ -56,8 +59,9 @@ class TenantTx {
     // {admin,dispatcher}). A failure raises SQLSTATE MT401 / MT403, and the server skips the rest
     // of the batch, so a request's statements never run for a principal that fails the check.
     void require_principal(std::string user_id, std::string roles) {
-        principal_ = std::move(user_id);
-        roles_ = std::move(roles);
+        principal_.params.clear();
+        principal_.params.emplace_back(std::move(user_id));
+        principal_.params.emplace_back(std::move(roles));
     }
 
   private:
@@ -69,8 +73,7 @@ class TenantTx {
     pg::Deadline deadline_;
     bool begun_ = false;
     bool finished_ = false;
-    std::string principal_;
-    std::string roles_;
+    pg::Query principal_;  // the principal check; no parameters when none is required
 };
 
 // Runs `body(TenantTx&)` in a tenant transaction on a connection from `pool`: commits when it
@@ -80,7 +83,8 @@ auto with_tenant(pg::Pool& pool, const Tenant& tenant, pg::Deadline deadline, F 
     -> std::invoke_result_t<F, TenantTx&> {
     using Awaitable = std::invoke_result_t<F, TenantTx&>;
     using R = typename Awaitable::value_type;
-    pg::Pool::Lease lease = co_await pool.acquire(deadline);
+    // Prefer a connection that served this tenant last: it holds the tenant's prepared statements.
+    pg::Pool::Lease lease = co_await pool.acquire(deadline, tenant.schema);
     TenantTx tx(*lease, tenant, deadline);
     std::exception_ptr failure;
     if constexpr (std::is_void_v<R>) {

@@ -223,6 +223,25 @@ TEST(PgStatementCache, reuses_the_prepared_statement_for_the_same_sql) {
     });
 }
 
+TEST(PgStatementCache, keeps_a_statement_of_its_own_per_scope_for_the_same_sql) {
+    ASSERT_TRUE(database_configured());
+    run([](asio::io_context& ioc) -> asio::awaitable<void> {
+        auto conn = co_await pg::Connection::connect(ioc, options());
+        std::vector<Query> batch;
+        batch.push_back(q("SELECT $1::int * 2", "21"));
+        // Named first: GCC 12 mishandles braced temporaries in a statement that contains co_await.
+        const std::vector<std::string> scopes{"tenant_a", "tenant_b", "tenant_a", "tenant_b", ""};
+        for (const std::string& scope : scopes) {
+            auto r = co_await conn->execute(batch, after(5s), scope);
+            EXPECT_EQ(r.front().int64(0, 0), 42);
+        }
+        // One per scope (the unscoped one included), each reused afterwards.
+        EXPECT_EQ(conn->cached_statements(), 3u);
+        auto statements = co_await server_statements(*conn);
+        EXPECT_EQ(statements, (std::vector<std::string>(3, "SELECT $1::int * 2")));
+    });
+}
+
 TEST(PgStatementCache, stays_within_its_capacity_on_the_client_and_on_the_server) {
     ASSERT_TRUE(database_configured());
     std::vector<std::string> sqls;
@@ -742,6 +761,104 @@ TEST(PgPool, never_reuses_a_connection_released_inside_a_transaction) {
             auto lease = co_await pool.acquire(after(5s));
             EXPECT_NE(co_await backend_pid_of(*lease), failed_pid);
         }
+    });
+}
+
+// ------------------------------------------------------------------------------ affinity
+
+// Leases `n` connections at once (so the pool opens n), labels them `labels[i]`, and returns
+// them in order, so they become idle in that order. Returns their backend pids.
+asio::awaitable<std::vector<int>> open_labelled(pg::Pool& pool, const std::vector<std::string>& labels) {
+    std::vector<pg::Pool::Lease> leases;
+    std::vector<int> pids;
+    for (const auto& label : labels) {
+        auto lease = co_await pool.acquire(after(5s));
+        lease->set_affinity(label);
+        pids.push_back(lease->backend_pid());
+        leases.push_back(std::move(lease));
+    }
+    for (auto& lease : leases)
+        lease = pg::Pool::Lease();
+    co_return pids;
+}
+
+TEST(PgPool, prefers_an_idle_connection_last_used_with_the_same_affinity) {
+    ASSERT_TRUE(database_configured());
+    run([](asio::io_context& ioc) -> asio::awaitable<void> {
+        pg::Pool pool(ioc, pool_options(3));
+        std::vector<std::string> labels{"tenant_a", "tenant_b", "tenant_c"};
+        auto pids = co_await open_labelled(pool, labels);
+        PGTEST_CO_ASSERT_TRUE(pids.size() == 3 && pool.stats().idle == 3);
+        const std::vector<std::size_t> wanted{1, 2, 0, 1};
+        for (int round = 0; round < 3; ++round) {
+            for (std::size_t i : wanted) {
+                auto lease = co_await pool.acquire(after(5s), labels[i]);
+                EXPECT_EQ(lease->backend_pid(), pids[i]) << labels[i];
+                EXPECT_EQ(lease->affinity(), labels[i]);
+            }
+        }
+        EXPECT_EQ(pool.stats().affinity_hits, 12u);
+        EXPECT_EQ(pool.stats().affinity_misses, 0u);
+        EXPECT_EQ(pool.stats().connects, 3u);
+    });
+}
+
+TEST(PgPool, without_a_matching_connection_takes_the_one_idle_the_longest) {
+    ASSERT_TRUE(database_configured());
+    run([](asio::io_context& ioc) -> asio::awaitable<void> {
+        pg::Pool pool(ioc, pool_options(3));
+        std::vector<std::string> labels{"tenant_a", "tenant_b", "tenant_c"};
+        auto pids = co_await open_labelled(pool, labels);  // idle since: a, then b, then c
+        {
+            auto lease = co_await pool.acquire(after(5s), "tenant_x");
+            EXPECT_EQ(lease->backend_pid(), pids[0]);
+            lease->set_affinity("tenant_x");
+        }  // idle since: b, c, x
+        {
+            auto lease = co_await pool.acquire(after(5s));  // no key: also the one idle the longest
+            EXPECT_EQ(lease->backend_pid(), pids[1]);
+        }  // idle since: c, x, b
+        {
+            auto lease = co_await pool.acquire(after(5s), "tenant_x");
+            EXPECT_EQ(lease->backend_pid(), pids[0]);
+        }
+        {
+            auto lease = co_await pool.acquire(after(5s), "tenant_y");
+            EXPECT_EQ(lease->backend_pid(), pids[2]);
+        }
+        EXPECT_EQ(pool.stats().affinity_hits, 1u);
+        EXPECT_EQ(pool.stats().affinity_misses, 2u);
+        EXPECT_EQ(pool.stats().connects, 3u);
+    });
+}
+
+TEST(PgPool, serves_waiters_in_arrival_order_whatever_their_affinity) {
+    ASSERT_TRUE(database_configured());
+    run([](asio::io_context& ioc) -> asio::awaitable<void> {
+        pg::Pool pool(ioc, pool_options(1));
+        auto holder = co_await pool.acquire(after(5s), "tenant_a");
+        holder->set_affinity("tenant_a");
+        std::vector<int> order;
+        auto waiter = [&](int id, std::string key) -> asio::awaitable<void> {
+            auto lease = co_await pool.acquire(after(5s), key);
+            order.push_back(id);
+            lease->set_affinity(key);
+            co_await sleep_for(5ms);
+        };
+        Join join(ioc);
+        // The first in line wants another tenant; those behind it want the connection's own.
+        asio::co_spawn(ioc, waiter(1, "tenant_b"), join.handler());
+        asio::co_spawn(ioc, waiter(2, "tenant_a"), join.handler());
+        asio::co_spawn(ioc, waiter(3, "tenant_b"), join.handler());
+        asio::co_spawn(ioc, waiter(4, "tenant_a"), join.handler());
+        co_await sleep_for(50ms);
+        EXPECT_EQ(pool.stats().waiting, 4u);
+        holder = pg::Pool::Lease();
+        EXPECT_TRUE(co_await join.wait(5s));
+        EXPECT_TRUE(join.errors().empty()) << join.errors().front();
+        EXPECT_EQ(order, (std::vector<int>{1, 2, 3, 4}));
+        EXPECT_EQ(pool.stats().waiting, 0u);
+        EXPECT_EQ(pool.stats().connects, 1u);
     });
 }
 

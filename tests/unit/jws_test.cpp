@@ -829,3 +829,81 @@ TEST(Jws, verification_is_safe_from_many_threads) {
         t.join();
     EXPECT_EQ(failures.load(), 0);
 }
+
+// The per-thread cache of verified tokens.
+
+TEST(VerifyCached, answers_like_verify_and_still_rejects_a_cached_token_once_it_expires) {
+    auto keyring = hs_keyring();
+    Claims c = valid_claims();
+    const std::string token = auth::sign(*keyring, c);
+    auto first = auth::verify_cached(keyring, token, options());
+    ASSERT_TRUE(first.ok());
+    auto again = auth::verify_cached(keyring, token, options());
+    ASSERT_TRUE(again.ok());
+    EXPECT_EQ(again.claims().jti, c.jti);
+    EXPECT_EQ(again.claims().sub, c.sub);
+    EXPECT_EQ(again.claims().role, "admin");
+    // Past exp (+ the skew) the cached token fails exactly as verify() fails it: here while the
+    // entry is still young (exp 10 s after the first check), and long after.
+    Claims short_lived = valid_claims();
+    short_lived.exp = kNow + std::chrono::seconds(10);
+    const std::string brief = auth::sign(*keyring, short_lived);
+    ASSERT_TRUE(auth::verify_cached(keyring, brief, options()).ok());
+    ASSERT_TRUE(auth::verify_cached(keyring, brief, options_at(kNow + std::chrono::seconds(39))).ok());
+    for (auto later : {kNow + std::chrono::seconds(40), kNow + std::chrono::seconds(3600)}) {
+        auto expired = auth::verify_cached(keyring, brief, options_at(later));
+        ASSERT_FALSE(expired.ok());
+        EXPECT_EQ(expired.error(), auth::VerifyError::expired);
+        EXPECT_EQ(outcome(*keyring, brief, options_at(later)), "expired");
+    }
+}
+
+TEST(VerifyCached, a_token_cached_for_one_keyring_issuer_or_audience_is_verified_afresh_for_another) {
+    auto keyring = hs_keyring();
+    const std::string token = auth::sign(*keyring, valid_claims());
+    ASSERT_TRUE(auth::verify_cached(keyring, token, options()).ok());
+    // Same kid, another secret: the signature no longer verifies.
+    auto other = hs_keyring("k1", std::string(kSecret) + "-rotated");
+    auto result = auth::verify_cached(other, token, options());
+    ASSERT_FALSE(result.ok());
+    EXPECT_EQ(result.error(), auth::VerifyError::bad_signature);
+    VerifyOptions wrong_aud = options();
+    wrong_aud.audience = "someone-else";
+    auto aud = auth::verify_cached(keyring, token, wrong_aud);
+    ASSERT_FALSE(aud.ok());
+    EXPECT_EQ(aud.error(), auth::VerifyError::bad_audience);
+    VerifyOptions wrong_iss = options();
+    wrong_iss.issuer = "someone-else";
+    auto iss = auth::verify_cached(keyring, token, wrong_iss);
+    ASSERT_FALSE(iss.ok());
+    EXPECT_EQ(iss.error(), auth::VerifyError::bad_issuer);
+    // And the original combination still verifies.
+    EXPECT_TRUE(auth::verify_cached(keyring, token, options()).ok());
+}
+
+TEST(VerifyCached, never_caches_a_rejected_token) {
+    auto keyring = hs_keyring();
+    std::string token = auth::sign(*keyring, valid_claims());
+    token.back() = token.back() == 'A' ? 'B' : 'A';  // breaks the signature
+    for (int i = 0; i < 3; ++i) {
+        auto r = auth::verify_cached(keyring, token, options());
+        ASSERT_FALSE(r.ok());
+    }
+}
+
+TEST(VerifyCached, verifies_an_entry_older_than_its_lifetime_afresh_and_stays_within_its_size) {
+    auto keyring = hs_keyring();
+    const std::string token = auth::sign(*keyring, valid_claims());
+    ASSERT_TRUE(auth::verify_cached(keyring, token, options()).ok());
+    const auto later = kNow + auth::kVerifiedTokenCacheTtl + std::chrono::seconds(1);
+    ASSERT_TRUE(auth::verify_cached(keyring, token, options_at(later)).ok());  // replaced, still valid
+    ASSERT_TRUE(auth::verify_cached(keyring, token, options_at(later)).ok());
+    // More tokens than the cache holds: the oldest are evicted, and every one still verifies.
+    std::vector<std::string> tokens;
+    for (std::size_t i = 0; i < auth::kVerifiedTokenCacheSize + 50; ++i)
+        tokens.push_back(auth::sign(*keyring, valid_claims()));
+    for (int pass = 0; pass < 2; ++pass) {
+        for (const auto& t : tokens)
+            ASSERT_TRUE(auth::verify_cached(keyring, t, options()).ok());
+    }
+}
