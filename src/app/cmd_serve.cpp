@@ -77,7 +77,9 @@ int cmd_serve(const Config& config) {
     }
     add_pool_metrics(*registry, app);
     app.rate_limits = std::make_shared<RateLimiting>(config, app.contexts);
-    registry->add([limits = app.rate_limits](std::string& out) { limits->render_metrics(out); });
+    registry->add([limits = std::weak_ptr<RateLimiting>(app.rate_limits)](std::string& out) {
+        if (auto l = limits.lock()) l->render_metrics(out);
+    });
 
     auto stop_refresher = std::make_shared<std::atomic<bool>>(false);
     boost::asio::co_spawn(
@@ -94,7 +96,10 @@ int cmd_serve(const Config& config) {
               {{"url", url}, {"threads", config.threads}, {"version", MTAPI_VERSION}, {"rate_limit_backend", limiter}});
     server.run();
     stop_refresher->store(true);
+    // Before the io_contexts go (with the server): the Redis clients and limiters hold timers and
+    // sockets bound to them.
     app.rate_limits->close();
+    app.rate_limits.reset();
     app.pools.clear();
     return kExitOk;
 }

@@ -76,6 +76,19 @@ void RateLimiting::render_metrics(std::string& out) const {
         degraded = degraded || f->degraded();
     }
     ratelimit::render_metrics(out, sum, degraded);
+    std::uint64_t batches = 0, decided = 0;
+    for (const auto& f : failover_) {
+        batches += f->redis_limiter().batches();
+        decided += f->redis_limiter().decisions();
+    }
+    out.append(
+        "# HELP mtapi_ratelimit_redis_batches_total Token bucket script runs; each decides the requests of one "
+        "tenant that arrived while its previous run was in flight.\n");
+    out.append("# TYPE mtapi_ratelimit_redis_batches_total counter\n");
+    out.append("mtapi_ratelimit_redis_batches_total " + std::to_string(batches) + "\n");
+    out.append("# HELP mtapi_ratelimit_redis_batched_decisions_total Requests decided by those runs.\n");
+    out.append("# TYPE mtapi_ratelimit_redis_batched_decisions_total counter\n");
+    out.append("mtapi_ratelimit_redis_batched_decisions_total " + std::to_string(decided) + "\n");
     redis::ClientStats rs;
     for (const auto& c : clients_)
         rs += c->stats();

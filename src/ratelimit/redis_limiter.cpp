@@ -1,6 +1,13 @@
 #include "ratelimit/redis_limiter.hpp"
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <cstdio>
+#include <exception>
 #include <optional>
 #include <vector>
 
@@ -31,21 +38,6 @@ std::vector<std::string> script_call(bool by_sha, const std::string& key, const 
     return argv;
 }
 
-Decision decode(const redis::Reply& reply, const Normalized& b) {
-    if (!reply.is_array() || reply.elements.size() != 4)
-        throw redis::Error(redis::ErrorKind::reply, "ERR unexpected reply from the token bucket script");
-    for (const auto& e : reply.elements)
-        if (!e.is_integer())
-            throw redis::Error(redis::ErrorKind::reply, "ERR unexpected reply from the token bucket script");
-    Decision d;
-    d.allowed = reply.elements[0].integer == 1;
-    d.limit = b.capacity;
-    d.remaining = std::max(0LL, reply.elements[1].integer);
-    d.reset_seconds = ceil_seconds(reply.elements[2].integer, 1000);
-    d.retry_after_seconds = d.allowed ? 0 : std::max(1LL, ceil_seconds(reply.elements[3].integer, 1000));
-    return d;
-}
-
 }  // namespace
 
 RedisLimiter::RedisLimiter(redis::Client& client, RedisLimiterOptions options) : client_(client), options_(options) {}
@@ -59,8 +51,76 @@ std::string RedisLimiter::key(std::string_view id) {
     return k;
 }
 
+// Requests of one bucket waiting for the same script run.
+struct RedisLimiter::Batch {
+    explicit Batch(const boost::asio::any_io_executor& ex, Normalized b)
+        : bucket(b), done(ex, std::chrono::steady_clock::time_point::max()) {}
+    Normalized bucket;
+    int size = 0;
+    bool finished = false;
+    Outcome outcome;
+    std::exception_ptr error;
+    boost::asio::steady_timer done;  // cancelled when the outcome is in: wakes every waiter
+};
+
+struct RedisLimiter::Slot {
+    std::shared_ptr<Batch> queued;  // the next batch, not yet sent
+};
+
+RedisLimiter::~RedisLimiter() = default;
+
 boost::asio::awaitable<Decision> RedisLimiter::take(std::string_view id, const Bucket& bucket) {
-    return run(key(id), normalize(bucket), 1);
+    return run_take(key(id), normalize(bucket));
+}
+
+boost::asio::awaitable<Decision> RedisLimiter::run_take(std::string key, Normalized bucket) {
+    if (bucket.capacity == 0) co_return blocked_decision();
+    auto ex = co_await boost::asio::this_coro::executor;
+    auto [it, inserted] = slots_.try_emplace(key);
+    if (inserted) it->second = std::make_unique<Slot>();
+    Slot& slot = *it->second;
+    if (!slot.queued) slot.queued = std::make_shared<Batch>(ex, bucket);
+    std::shared_ptr<Batch> batch = slot.queued;
+    batch->bucket = bucket;  // the newest limit wins (a changed limit applies within the batch)
+    const int index = batch->size++;
+    // The first request of an idle bucket starts the sender; later ones join the queued batch,
+    // which the sender takes when the call in flight returns.
+    if (inserted) boost::asio::co_spawn(ex, drain(key), boost::asio::detached);
+    if (!batch->finished) co_await batch->done.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+    if (batch->error) std::rethrow_exception(batch->error);
+    decisions_.fetch_add(1, std::memory_order_relaxed);
+    const Outcome& o = batch->outcome;
+    Decision d;
+    d.limit = batch->bucket.capacity;
+    d.allowed = index < o.granted;
+    // As if the batch had been decided one request after the other, in arrival order.
+    d.remaining = d.allowed ? std::max(0LL, o.remaining) + (o.granted - 1 - index) : std::max(0LL, o.remaining);
+    d.reset_seconds = ceil_seconds(o.full_ms, 1000);
+    d.retry_after_seconds = d.allowed ? 0 : std::max(1LL, ceil_seconds(o.wait_ms, 1000));
+    co_return d;
+}
+
+// The bucket's sender: sends the queued batch, publishes the outcome, and goes on while requests
+// queued up meanwhile; then forgets the bucket.
+boost::asio::awaitable<void> RedisLimiter::drain(std::string key) {
+    for (;;) {
+        auto it = slots_.find(key);
+        if (it == slots_.end()) co_return;
+        if (!it->second->queued) {
+            slots_.erase(it);
+            co_return;
+        }
+        std::shared_ptr<Batch> batch = std::move(it->second->queued);
+        it->second->queued.reset();
+        batches_.fetch_add(1, std::memory_order_relaxed);
+        try {
+            batch->outcome = co_await call(key, batch->bucket, batch->size);
+        } catch (...) {
+            batch->error = std::current_exception();
+        }
+        batch->finished = true;
+        batch->done.cancel();
+    }
 }
 
 boost::asio::awaitable<void> RedisLimiter::refund(std::string_view id, const Bucket& bucket) {
@@ -69,11 +129,11 @@ boost::asio::awaitable<void> RedisLimiter::refund(std::string_view id, const Buc
 
 boost::asio::awaitable<void> RedisLimiter::run_refund(std::string key, Normalized bucket) {
     if (bucket.capacity == 0) co_return;
-    co_await run(std::move(key), bucket, -1);
+    co_await call(key, bucket, -1);
 }
 
-boost::asio::awaitable<Decision> RedisLimiter::run(std::string key, Normalized bucket, int cost) {
-    if (bucket.capacity == 0) co_return blocked_decision();
+boost::asio::awaitable<RedisLimiter::Outcome> RedisLimiter::call(const std::string& key, const Normalized& bucket,
+                                                                 int cost) {
     const redis::Deadline deadline = redis::Clock::now() + options_.timeout;
     std::vector<std::string> argv = script_call(true, key, bucket, cost);
     std::optional<redis::Reply> reply;
@@ -91,7 +151,17 @@ boost::asio::awaitable<Decision> RedisLimiter::run(std::string key, Normalized b
         std::vector<std::string> eval = script_call(false, key, bucket, cost);
         reply = co_await client_.command(std::move(eval), deadline);
     }
-    co_return decode(*reply, bucket);
+    if (!reply->is_array() || reply->elements.size() != 4)
+        throw redis::Error(redis::ErrorKind::reply, "ERR unexpected reply from the token bucket script");
+    for (const auto& e : reply->elements)
+        if (!e.is_integer())
+            throw redis::Error(redis::ErrorKind::reply, "ERR unexpected reply from the token bucket script");
+    Outcome o;
+    o.granted = reply->elements[0].integer;
+    o.remaining = reply->elements[1].integer;
+    o.full_ms = reply->elements[2].integer;
+    o.wait_ms = reply->elements[3].integer;
+    co_return o;
 }
 
 }  // namespace mtapi::ratelimit

@@ -8,12 +8,21 @@
 // or flushed Redis) it is sent once with EVAL, which also puts it back into Redis's script cache.
 //
 // One instance per shard, on that shard's redis::Client.
+//
+// Batching: at most one decision per bucket is on its way to Redis from a shard at a time.
+// Requests for a bucket that arrive meanwhile queue up and are decided together by the next call
+// with cost n (the script grants as many as there are whole tokens, in arrival order), which is
+// exactly what n calls at that instant would have decided. An idle bucket costs its first request
+// no wait; a busy one costs at most one extra round trip, and Redis sees one script run per batch
+// instead of one per request.
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "ratelimit/limiter.hpp"
 
@@ -32,6 +41,7 @@ struct RedisLimiterOptions {
 class RedisLimiter final : public Limiter {
   public:
     explicit RedisLimiter(redis::Client& client, RedisLimiterOptions options = {});
+    ~RedisLimiter() override;
 
     // Throw redis::Error when Redis cannot answer (refund() does too: FailoverLimiter decides
     // what to do about it).
@@ -43,14 +53,31 @@ class RedisLimiter final : public Limiter {
 
     // Times the script had to be sent in full after NOSCRIPT.
     std::uint64_t script_loads() const { return script_loads_.load(std::memory_order_relaxed); }
+    // Script runs for take() (each decides a batch of one or more requests) and requests decided.
+    std::uint64_t batches() const { return batches_.load(std::memory_order_relaxed); }
+    std::uint64_t decisions() const { return decisions_.load(std::memory_order_relaxed); }
 
   private:
-    boost::asio::awaitable<Decision> run(std::string key, Normalized bucket, int cost);
+    struct Batch;
+    struct Slot;
+    // The script's answer for `cost` requests (cost -1: a give-back).
+    struct Outcome {
+        long long granted = 0;
+        long long remaining = 0;
+        long long full_ms = 0;
+        long long wait_ms = 0;
+    };
+    boost::asio::awaitable<Decision> run_take(std::string key, Normalized bucket);
+    boost::asio::awaitable<void> drain(std::string key);
+    boost::asio::awaitable<Outcome> call(const std::string& key, const Normalized& bucket, int cost);
     boost::asio::awaitable<void> run_refund(std::string key, Normalized bucket);
 
     redis::Client& client_;
     RedisLimiterOptions options_;
+    std::unordered_map<std::string, std::unique_ptr<Slot>> slots_;  // buckets with a call in flight
     std::atomic<std::uint64_t> script_loads_{0};
+    std::atomic<std::uint64_t> batches_{0};
+    std::atomic<std::uint64_t> decisions_{0};
 };
 
 }  // namespace mtapi::ratelimit

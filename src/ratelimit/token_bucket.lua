@@ -5,11 +5,12 @@
 --          microseconds of Redis's clock}; mtapi names it rl:{<bucket id>}
 -- ARGV[1]  capacity in tokens (integer, 1 .. 10^9)
 -- ARGV[2]  refill rate in tokens per second (>= 0; 0 = no refill)
--- ARGV[3]  cost in tokens: 1 takes a token, -1 gives one back (never beyond capacity)
+-- ARGV[3]  cost in tokens: n >= 1 takes up to n tokens (a batch of n requests decided at once:
+--          as many as there are whole tokens are granted), -1 gives one back (never beyond capacity)
 -- ARGV[4]  milliseconds a bucket without refill keeps its state after its last accepted request
 --
--- Returns {allowed (1/0), remaining whole tokens, ms until full, ms until a refused request
--- could pass (0 when allowed)}.
+-- Returns {granted (0..n; 1 for a give-back), remaining whole tokens, ms until full, ms until a
+-- refused request could pass (0 when all n were granted)}.
 --
 -- Arithmetic: Lua numbers are doubles, exact for integers below 2^53. Tokens are integers in
 -- micro-tokens (at most 10^15), times integers in microseconds, and a rate of r tokens per
@@ -49,13 +50,15 @@ if rate > 0 and tokens < cap then
   tokens = math.min(cap, tokens + math.floor(elapsed * rate))
 end
 
-local allowed = 0
+local want = 1
+local granted = 0
 if cost <= 0 then
   tokens = math.min(cap, tokens - cost)
-  allowed = 1
-elseif tokens >= cost then
-  tokens = tokens - cost
-  allowed = 1
+  granted = 1
+else
+  want = cost / 1000000
+  granted = math.min(want, math.floor(tokens / 1000000))
+  tokens = tokens - granted * 1000000
 end
 
 local full_ms = 0
@@ -67,8 +70,7 @@ if tokens < cap then
   end
 end
 
-local wait_ms = 0
-if allowed == 1 then
+if granted > 0 then
   redis.call('HSET', key, 't', string.format('%.0f', tokens), 'ts', string.format('%.0f', ts))
   -- Expire once the bucket is full again (plus a margin): a missing key reads as a full bucket,
   -- so idle tenants cost no memory. A bucket without refill lives idle_ms after its last write.
@@ -78,9 +80,13 @@ if allowed == 1 then
     redis.call('PEXPIRE', key, idle_ms)
     full_ms = idle_ms
   end
-else
+end
+
+local wait_ms = 0
+if granted < want then
+  -- The refused ones wait for the next whole token.
   if rate > 0 then
-    wait_ms = math.ceil((cost - tokens) / rate / 1000)
+    wait_ms = math.ceil((1000000 - tokens) / rate / 1000)
   else
     wait_ms = redis.call('PTTL', key)
     if wait_ms <= 0 then wait_ms = idle_ms end
@@ -88,4 +94,4 @@ else
   end
 end
 
-return {allowed, math.floor(tokens / 1000000), full_ms, wait_ms}
+return {granted, math.floor(tokens / 1000000), full_ms, wait_ms}

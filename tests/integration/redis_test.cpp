@@ -412,6 +412,65 @@ TEST_F(Redis, exactly_capacity_under_concurrent_takes_and_other_tenants_unaffect
     });
 }
 
+TEST_F(Redis, concurrent_takes_of_one_bucket_are_batched_and_decided_as_if_one_after_another) {
+    run([](asio::io_context& ioc) -> asio::awaitable<void> {
+        redis::Client c(ioc, client_options());
+        co_await ready(c);
+        ratelimit::RedisLimiter limiter(c);
+        const std::string a = fresh_id();
+        const Bucket bucket{10, 0};
+        std::vector<long long> remaining_allowed;
+        int refused = 0, bad = 0;
+        Join join(ioc);
+        for (int i = 0; i < 50; ++i) {
+            asio::co_spawn(
+                ioc,
+                [&]() -> asio::awaitable<void> {
+                    Decision d = co_await limiter.take(a, bucket);
+                    if (d.limit != 10) ++bad;
+                    if (d.allowed) {
+                        remaining_allowed.push_back(d.remaining);
+                        if (d.retry_after_seconds != 0) ++bad;
+                    } else {
+                        ++refused;
+                        if (d.retry_after_seconds < 1 || d.remaining != 0) ++bad;
+                    }
+                },
+                join.handler());
+        }
+        EXPECT_TRUE(co_await join.wait(10s));
+        EXPECT_TRUE(join.errors().empty()) << join.errors().front();
+        EXPECT_EQ(refused, 40);
+        EXPECT_EQ(bad, 0);
+        // Each allowed request saw a different remaining count, 9 down to 0, as if in sequence.
+        std::sort(remaining_allowed.begin(), remaining_allowed.end());
+        std::vector<long long> expected(10);
+        for (int i = 0; i < 10; ++i)
+            expected[static_cast<std::size_t>(i)] = i;
+        EXPECT_EQ(remaining_allowed, expected);
+        // 50 requests that arrived together took a few script runs, not 50.
+        EXPECT_EQ(limiter.decisions(), 50u);
+        EXPECT_LE(limiter.batches(), 3u);
+        EXPECT_GE(limiter.batches(), 1u);
+
+        // A batch is granted what is left: 5 more tokens for 8 requests with capacity raised to 15.
+        const Bucket bigger{15, 0};
+        int allowed = 0;
+        Join more(ioc);
+        for (int i = 0; i < 8; ++i) {
+            asio::co_spawn(
+                ioc,
+                [&]() -> asio::awaitable<void> {
+                    Decision d = co_await limiter.take(a, bigger);
+                    allowed += d.allowed ? 1 : 0;
+                },
+                more.handler());
+        }
+        EXPECT_TRUE(co_await more.wait(10s));
+        EXPECT_EQ(allowed, 0) << "raising the capacity does not add tokens to a bucket without refill";
+    });
+}
+
 // Runs `per_instance` concurrent takes on a client and limiter of its own, on its own thread
 // and io_context: two of these are what two mtapi processes look like to Redis.
 int takes_from_another_instance(const std::string& tenant, Bucket bucket, int per_instance,
