@@ -71,7 +71,8 @@ FailoverLimiter::FailoverLimiter(redis::Client& client, MemoryLimiter& memory, F
       memory_(memory),
       redis_(client, options.redis),
       options_(options),
-      monitor_(monitor ? std::move(monitor) : std::make_shared<FailoverMonitor>()) {}
+      monitor_(monitor ? std::move(monitor) : std::make_shared<FailoverMonitor>()),
+      startup_until_(std::chrono::steady_clock::now() + options.startup_grace) {}
 
 FailoverLimiter::~FailoverLimiter() {
     if (seen_degraded_) monitor_->shard_gone();
@@ -108,6 +109,12 @@ boost::asio::awaitable<Decision> FailoverLimiter::take(std::string_view id, cons
 
 boost::asio::awaitable<Decision> FailoverLimiter::run(std::string id, Bucket bucket) {
     std::string reason = "Redis connection is down";
+    if (!seen_healthy_) {
+        const auto now = std::chrono::steady_clock::now();
+        if (!client_.healthy() && now < startup_until_)
+            co_await client_.wait_healthy(std::min(startup_until_, now + options_.redis.timeout));
+        seen_healthy_ = client_.healthy();
+    }
     if (client_.healthy()) {
         try {
             Decision d = co_await redis_.take(id, bucket);

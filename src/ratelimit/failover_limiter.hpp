@@ -18,6 +18,7 @@
 // Transitions are logged once per process (FailoverMonitor, shared by the shards), not per shard.
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -38,6 +39,11 @@ enum class FailMode { open, closed };
 struct FailoverOptions {
     FailMode mode = FailMode::open;
     RedisLimiterOptions redis;
+    // Right after start-up the first connection to Redis may still be opening: until it has been
+    // healthy once, and for at most this long after construction, a decision waits for it (at
+    // most the Redis timeout) instead of falling back, so a fresh instance does not hand out a
+    // fresh in-process bucket for its first requests.
+    std::chrono::milliseconds startup_grace{2000};
 };
 
 // Process-wide view over the shards' FailoverLimiters: counts the shards whose last decision was
@@ -106,6 +112,8 @@ class FailoverLimiter final : public Limiter {
     std::shared_ptr<FailoverMonitor> monitor_;
     std::atomic<bool> call_failed_{false};
     bool seen_degraded_ = false;  // this shard's state as last reported to the monitor
+    bool seen_healthy_ = false;   // the client has been healthy at least once
+    std::chrono::steady_clock::time_point startup_until_;
 
     struct Counters {
         std::atomic<std::uint64_t> redis_allowed{0};

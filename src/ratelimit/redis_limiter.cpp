@@ -73,31 +73,60 @@ boost::asio::awaitable<Decision> RedisLimiter::take(std::string_view id, const B
     return run_take(key(id), normalize(bucket));
 }
 
+namespace {
+
+// Decision of the request at `index` (arrival order) of a batch the script answered with `o`: as if
+// the batch had been decided one request after the other.
+Decision decision_of(long long index, const Normalized& bucket, long long granted, long long remaining,
+                     long long full_ms, long long wait_ms) {
+    Decision d;
+    d.limit = bucket.capacity;
+    d.allowed = index < granted;
+    d.remaining = d.allowed ? std::max(0LL, remaining) + (granted - 1 - index) : std::max(0LL, remaining);
+    d.reset_seconds = ceil_seconds(full_ms, 1000);
+    d.retry_after_seconds = d.allowed ? 0 : std::max(1LL, ceil_seconds(wait_ms, 1000));
+    return d;
+}
+
+}  // namespace
+
 boost::asio::awaitable<Decision> RedisLimiter::run_take(std::string key, Normalized bucket) {
     if (bucket.capacity == 0) co_return blocked_decision();
-    auto ex = co_await boost::asio::this_coro::executor;
+    const auto ex = co_await boost::asio::this_coro::executor;
     auto [it, inserted] = slots_.try_emplace(key);
-    if (inserted) it->second = std::make_unique<Slot>();
+    if (inserted) {
+        // An idle bucket: this request is decided on its own, at once, and whoever arrives while
+        // its call is in flight queues up for the next one.
+        it->second = std::make_unique<Slot>();
+        batches_.fetch_add(1, std::memory_order_relaxed);
+        std::optional<Outcome> outcome;
+        std::exception_ptr error;
+        try {
+            outcome = co_await call(key, bucket, 1);
+        } catch (...) {
+            error = std::current_exception();
+        }
+        auto after = slots_.find(key);
+        if (after != slots_.end()) {
+            if (after->second->queued)
+                boost::asio::co_spawn(ex, drain(key), boost::asio::detached);
+            else
+                slots_.erase(after);
+        }
+        if (error) std::rethrow_exception(error);
+        decisions_.fetch_add(1, std::memory_order_relaxed);
+        co_return decision_of(0, bucket, outcome->granted, outcome->remaining, outcome->full_ms, outcome->wait_ms);
+    }
     Slot& slot = *it->second;
     if (!slot.queued) slot.queued = std::make_shared<Batch>(ex, bucket);
     std::shared_ptr<Batch> batch = slot.queued;
     batch->bucket = bucket;  // the newest limit wins (a changed limit applies within the batch)
     const int index = batch->size++;
-    // The first request of an idle bucket starts the sender; later ones join the queued batch,
-    // which the sender takes when the call in flight returns.
-    if (inserted) boost::asio::co_spawn(ex, drain(key), boost::asio::detached);
     if (!batch->finished) co_await batch->done.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
     if (batch->error) std::rethrow_exception(batch->error);
     decisions_.fetch_add(1, std::memory_order_relaxed);
     const Outcome& o = batch->outcome;
-    Decision d;
-    d.limit = batch->bucket.capacity;
-    d.allowed = index < o.granted;
-    // As if the batch had been decided one request after the other, in arrival order.
-    d.remaining = d.allowed ? std::max(0LL, o.remaining) + (o.granted - 1 - index) : std::max(0LL, o.remaining);
-    d.reset_seconds = ceil_seconds(o.full_ms, 1000);
-    d.retry_after_seconds = d.allowed ? 0 : std::max(1LL, ceil_seconds(o.wait_ms, 1000));
-    co_return d;
+    co_return decision_of(index, batch->bucket, o.granted, o.remaining, o.full_ms, o.wait_ms);
 }
 
 // The bucket's sender: sends the queued batch, publishes the outcome, and goes on while requests

@@ -739,6 +739,22 @@ TEST_F(Redis, failover_limiter_decides_through_redis_while_healthy) {
     });
 }
 
+TEST_F(Redis, a_fresh_failover_limiter_waits_for_the_first_connection_instead_of_falling_back) {
+    run([](asio::io_context& ioc) -> asio::awaitable<void> {
+        // No ready(): the client is still connecting when the first decision is asked for, as on
+        // a server that just started.
+        redis::Client c(ioc, client_options());
+        ratelimit::MemoryLimiter memory;
+        ratelimit::FailoverLimiter limiter(c, memory);
+        EXPECT_FALSE(c.healthy());
+        Decision d = co_await limiter.take(fresh_id(), Bucket{5, 0});
+        EXPECT_TRUE(d.allowed);
+        EXPECT_FALSE(d.fallback) << "decided in process while the first connection was opening";
+        EXPECT_EQ(limiter.stats().redis_allowed, 1u);
+        EXPECT_EQ(memory.size(), 0u);
+    });
+}
+
 TEST_F(Redis, failover_limiter_without_a_reachable_redis) {
     run([](asio::io_context& ioc) -> asio::awaitable<void> {
         redis::Client c(ioc, client_options("redis://127.0.0.1:1/0"));
