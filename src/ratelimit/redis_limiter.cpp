@@ -6,6 +6,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <charconv>
 #include <cstdio>
 #include <exception>
 #include <optional>
@@ -17,10 +18,11 @@
 namespace mtapi::ratelimit {
 namespace {
 
+// Shortest text that reads back as the same double (Lua's tonumber parses it exactly).
 std::string format_rate(double r) {
     char buf[40];
-    int n = std::snprintf(buf, sizeof buf, "%.17g", r);
-    return std::string(buf, static_cast<std::size_t>(n));
+    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, r);
+    return std::string(buf, ec == std::errc() ? end : buf);
 }
 
 // EVALSHA <sha> 1 <key> <capacity> <rate> <cost> <idle ms>, or EVAL <script> with the same rest.

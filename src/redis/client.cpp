@@ -384,18 +384,28 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
 
     // Queues one command on the current context.
     std::shared_ptr<Pending> submit(const std::vector<std::string>& argv) {
-        std::vector<const char*> ptrs;
-        std::vector<std::size_t> lens;
-        ptrs.reserve(argv.size());
-        lens.reserve(argv.size());
-        for (const auto& a : argv) {
-            ptrs.push_back(a.data());
-            lens.push_back(a.size());
+        // On the stack for the commands mtapi sends (at most 8 arguments); the heap beyond.
+        constexpr std::size_t kInline = 16;
+        std::array<const char*, kInline> ptr_buf;
+        std::array<std::size_t, kInline> len_buf;
+        std::vector<const char*> ptr_heap;
+        std::vector<std::size_t> len_heap;
+        const char** ptrs = ptr_buf.data();
+        std::size_t* lens = len_buf.data();
+        if (argv.size() > kInline) {
+            ptr_heap.resize(argv.size());
+            len_heap.resize(argv.size());
+            ptrs = ptr_heap.data();
+            lens = len_heap.data();
+        }
+        for (std::size_t i = 0; i < argv.size(); ++i) {
+            ptrs[i] = argv[i].data();
+            lens[i] = argv[i].size();
         }
         auto p = std::make_shared<Pending>(ioc);
         inflight.push_back(p);
-        if (redisAsyncCommandArgv(ac, &Impl::on_reply, p.get(), static_cast<int>(argv.size()), ptrs.data(),
-                                  lens.data()) != REDIS_OK) {
+        if (redisAsyncCommandArgv(ac, &Impl::on_reply, p.get(), static_cast<int>(argv.size()), ptrs, lens) !=
+            REDIS_OK) {
             inflight.pop_back();
             throw Error(ErrorKind::connection, "Redis connection is closing");
         }
