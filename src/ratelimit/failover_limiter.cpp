@@ -108,7 +108,7 @@ boost::asio::awaitable<Decision> FailoverLimiter::take(std::string_view id, cons
 }
 
 boost::asio::awaitable<Decision> FailoverLimiter::run(std::string id, Bucket bucket) {
-    std::string reason = "Redis connection is down";
+    std::string reason;  // why Redis did not decide (filled only on that path)
     if (!seen_healthy_) {
         const auto now = std::chrono::steady_clock::now();
         if (!client_.healthy() && now < startup_until_)
@@ -130,6 +130,7 @@ boost::asio::awaitable<Decision> FailoverLimiter::run(std::string id, Bucket buc
         }
         bump(counters_.redis_errors);
     }
+    if (reason.empty()) reason = "Redis connection is down";
     observe(true, reason);
     if (options_.mode == FailMode::closed) {
         bump(counters_.unavailable);

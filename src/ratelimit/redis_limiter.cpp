@@ -66,8 +66,29 @@ struct RedisLimiter::Batch {
 };
 
 struct RedisLimiter::Slot {
+    std::string key;
+    bool busy = false;
     std::shared_ptr<Batch> queued;  // the next batch, not yet sent
 };
+
+RedisLimiter::Slot* RedisLimiter::busy_slot(std::string_view key) const {
+    for (const auto& s : slots_)
+        if (s->busy && s->key == key) return s.get();
+    return nullptr;
+}
+
+RedisLimiter::Slot* RedisLimiter::claim_slot(std::string_view key) {
+    Slot* slot = nullptr;
+    for (const auto& s : slots_)
+        if (!s->busy) {
+            slot = s.get();
+            break;
+        }
+    if (slot == nullptr) slot = slots_.emplace_back(std::make_unique<Slot>()).get();
+    slot->key.assign(key);
+    slot->busy = true;
+    return slot;
+}
 
 RedisLimiter::~RedisLimiter() = default;
 
@@ -95,31 +116,29 @@ Decision decision_of(long long index, const Normalized& bucket, long long grante
 boost::asio::awaitable<Decision> RedisLimiter::run_take(std::string key, Normalized bucket) {
     if (bucket.capacity == 0) co_return blocked_decision();
     const auto ex = co_await boost::asio::this_coro::executor;
-    auto [it, inserted] = slots_.try_emplace(key);
-    if (inserted) {
+    Slot* busy = busy_slot(key);
+    if (busy == nullptr) {
         // An idle bucket: this request is decided on its own, at once, and whoever arrives while
         // its call is in flight queues up for the next one.
-        it->second = std::make_unique<Slot>();
+        Slot* slot = claim_slot(key);
         batches_.fetch_add(1, std::memory_order_relaxed);
         std::optional<Outcome> outcome;
         std::exception_ptr error;
         try {
-            outcome = co_await call(key, bucket, 1);
+            outcome = co_await call(slot->key, bucket, 1);
         } catch (...) {
             error = std::current_exception();
         }
-        auto after = slots_.find(key);
-        if (after != slots_.end()) {
-            if (after->second->queued)
-                boost::asio::co_spawn(ex, drain(key), boost::asio::detached);
-            else
-                slots_.erase(after);
+        if (slot->queued) {
+            boost::asio::co_spawn(ex, drain(slot), boost::asio::detached);
+        } else {
+            slot->busy = false;
         }
         if (error) std::rethrow_exception(error);
         decisions_.fetch_add(1, std::memory_order_relaxed);
         co_return decision_of(0, bucket, outcome->granted, outcome->remaining, outcome->full_ms, outcome->wait_ms);
     }
-    Slot& slot = *it->second;
+    Slot& slot = *busy;
     if (!slot.queued) slot.queued = std::make_shared<Batch>(ex, bucket);
     std::shared_ptr<Batch> batch = slot.queued;
     batch->bucket = bucket;  // the newest limit wins (a changed limit applies within the batch)
@@ -133,19 +152,18 @@ boost::asio::awaitable<Decision> RedisLimiter::run_take(std::string key, Normali
 
 // The bucket's sender: sends the queued batch, publishes the outcome, and goes on while requests
 // queued up meanwhile; then forgets the bucket.
-boost::asio::awaitable<void> RedisLimiter::drain(std::string key) {
+boost::asio::awaitable<void> RedisLimiter::drain(Slot* slot) {
     for (;;) {
-        auto it = slots_.find(key);
-        if (it == slots_.end()) co_return;
-        if (!it->second->queued) {
-            slots_.erase(it);
+        if (!slot->queued) {
+            slot->busy = false;
+            slot->queued.reset();
             co_return;
         }
-        std::shared_ptr<Batch> batch = std::move(it->second->queued);
-        it->second->queued.reset();
+        std::shared_ptr<Batch> batch = std::move(slot->queued);
+        slot->queued.reset();
         batches_.fetch_add(1, std::memory_order_relaxed);
         try {
-            batch->outcome = co_await call(key, batch->bucket, batch->size);
+            batch->outcome = co_await call(slot->key, batch->bucket, batch->size);
         } catch (...) {
             batch->error = std::current_exception();
         }

@@ -22,7 +22,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
-#include <unordered_map>
+#include <vector>
 
 #include "ratelimit/limiter.hpp"
 
@@ -68,13 +68,17 @@ class RedisLimiter final : public Limiter {
         long long wait_ms = 0;
     };
     boost::asio::awaitable<Decision> run_take(std::string key, Normalized bucket);
-    boost::asio::awaitable<void> drain(std::string key);
+    boost::asio::awaitable<void> drain(Slot* slot);
+    Slot* busy_slot(std::string_view key) const;
+    Slot* claim_slot(std::string_view key);
     boost::asio::awaitable<Outcome> call(const std::string& key, const Normalized& bucket, int cost);
     boost::asio::awaitable<void> run_refund(std::string key, Normalized bucket);
 
     redis::Client& client_;
     RedisLimiterOptions options_;
-    std::unordered_map<std::string, std::unique_ptr<Slot>> slots_;  // buckets with a call in flight
+    // Buckets with a call in flight (busy), and idle slots kept for reuse: as many as buckets were
+    // ever in flight at once on this shard, searched linearly.
+    std::vector<std::unique_ptr<Slot>> slots_;
     std::atomic<std::uint64_t> script_loads_{0};
     std::atomic<std::uint64_t> batches_{0};
     std::atomic<std::uint64_t> decisions_{0};
