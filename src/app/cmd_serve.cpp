@@ -19,13 +19,15 @@ void add_pool_metrics(obs::MetricsRegistry& registry, App& app) {
         // updated by their shard, so a scrape may see a slightly stale value, never a torn one
         // on the platforms mtapi targets.
         std::size_t total = 0, idle = 0, waiting = 0;
-        std::uint64_t failures = 0;
+        std::uint64_t failures = 0, hits = 0, misses = 0;
         for (const auto& p : app.pools) {
             auto s = p->stats();
             total += s.total;
             idle += s.idle;
             waiting += s.waiting;
             failures += s.connect_failures;
+            hits += s.affinity_hits;
+            misses += s.affinity_misses;
         }
         out.append("# HELP mtapi_db_connections PostgreSQL connections by state.\n");
         out.append("# TYPE mtapi_db_connections gauge\n");
@@ -37,6 +39,12 @@ void add_pool_metrics(obs::MetricsRegistry& registry, App& app) {
         out.append("# HELP mtapi_db_connect_failures_total Failed PostgreSQL connection attempts.\n");
         out.append("# TYPE mtapi_db_connect_failures_total counter\n");
         out.append("mtapi_db_connect_failures_total " + std::to_string(failures) + "\n");
+        out.append(
+            "# HELP mtapi_db_affinity_total Idle connections chosen for a tenant transaction: one that last served "
+            "the same tenant (hit) or another (miss).\n");
+        out.append("# TYPE mtapi_db_affinity_total counter\n");
+        out.append("mtapi_db_affinity_total{result=\"hit\"} " + std::to_string(hits) + "\n");
+        out.append("mtapi_db_affinity_total{result=\"miss\"} " + std::to_string(misses) + "\n");
     });
 }
 

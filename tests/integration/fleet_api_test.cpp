@@ -157,6 +157,24 @@ void round_trip(const Api& api, const RoundTrip& rt, std::vector<Response>& seen
 
 class CrudRoundTrip : public FleetTest {};
 
+// One tenant's requests one after another find the connection it used last: the pool's tenant
+// affinity (ADR 006) shows in /metrics.
+TEST_F(CrudRoundTrip, sequential_requests_of_a_tenant_reuse_its_connection) {
+    FleetTenant t = new_tenant("fl-affinity");
+    Api api = t.api();
+    auto hits = [&] {
+        auto r = test::http_request(api.port(), "GET", "/metrics");
+        const std::string series = "mtapi_db_affinity_total{result=\"hit\"} ";
+        auto pos = r.body.find(series);
+        return pos == std::string::npos ? -1.0 : std::strtod(r.body.c_str() + pos + series.size(), nullptr);
+    };
+    const double before = hits();
+    ASSERT_GE(before, 0) << "no mtapi_db_affinity_total in /metrics";
+    for (int i = 0; i < 10; ++i)
+        ASSERT_EQ(api.get(kVehicles).status, 200);
+    EXPECT_GE(hits() - before, 5) << "sequential requests of one tenant should mostly get its last connection";
+}
+
 TEST_F(CrudRoundTrip, vehicles) {
     FleetTenant t = new_tenant("fl-crud-v");
     json::object change;
