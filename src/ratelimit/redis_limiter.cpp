@@ -36,7 +36,8 @@ std::vector<std::string> script_call(bool by_sha, const std::string& key, const 
     argv.push_back(std::to_string(b.capacity));
     argv.push_back(format_rate(b.refill_per_sec));
     argv.push_back(std::to_string(cost));
-    argv.push_back(std::to_string(kIdleResetSeconds * 1000));
+    static const std::string kIdleMs = std::to_string(kIdleResetSeconds * 1000);
+    argv.push_back(kIdleMs);
     return argv;
 }
 

@@ -143,6 +143,21 @@ std::vector<Column> read_body(const ResourceDef& def, const RequestContext& ctx,
     return cols;
 }
 
+// Runs a write `body` in the principal's tenant transaction; database errors the resource can
+// name (unique, foreign key, check) become its problem, anything else propagates.
+template <class F>
+auto write_in_tenant(Ctx c, RequestContext& ctx, const Principal& p, bool deleting, F body)
+    -> std::invoke_result_t<F, tenancy::TenantTx&> {
+    std::optional<Problem> problem;
+    try {
+        co_return co_await in_tenant(c.app, ctx, p, c.def->write_roles, body);
+    } catch (const pg::Error& e) {
+        problem = write_problem(*c.def, e, deleting);
+        if (!problem) throw;
+    }
+    throw *problem;
+}
+
 asio::awaitable<Response> create(Ctx c, RequestContext& ctx) {
     Principal p = co_await authenticate_tenant(c.app, ctx, c.def->write_roles);
     std::vector<Column> cols = read_body(*c.def, ctx, true);
@@ -162,15 +177,7 @@ asio::awaitable<Response> create(Ctx c, RequestContext& ctx) {
         auto r = co_await tx.query_and_commit(std::move(q));
         co_return std::string(r.text(0, 0));
     };
-    std::string json;
-    std::optional<Problem> problem;
-    try {
-        json = co_await in_tenant(c.app, ctx, p, c.def->write_roles, body);
-    } catch (const pg::Error& e) {
-        problem = write_problem(*c.def, e, false);
-        if (!problem) throw;
-    }
-    if (problem) throw *problem;
+    std::string json = co_await write_in_tenant(c, ctx, p, false, body);
     Response r = Response::json(201, std::move(json));
     r.header("Location", c.def->path + "/" + id);
     co_return r;
@@ -209,15 +216,7 @@ asio::awaitable<Response> patch(Ctx c, RequestContext& ctx) {
         auto r = co_await tx.query_and_commit(std::move(q));
         co_return r.rows() == 1 ? std::string(r.text(0, 0)) : std::string();
     };
-    std::string json;
-    std::optional<Problem> problem;
-    try {
-        json = co_await in_tenant(c.app, ctx, p, c.def->write_roles, body);
-    } catch (const pg::Error& e) {
-        problem = write_problem(*c.def, e, false);
-        if (!problem) throw;
-    }
-    if (problem) throw *problem;
+    std::string json = co_await write_in_tenant(c, ctx, p, false, body);
     if (json.empty()) throw not_found(*c.def);
     co_return Response::json(200, std::move(json));
 }
@@ -231,15 +230,7 @@ asio::awaitable<Response> remove(Ctx c, RequestContext& ctx) {
         auto r = co_await tx.query_and_commit(std::move(q));
         co_return r.affected();
     };
-    std::int64_t deleted = 0;
-    std::optional<Problem> problem;
-    try {
-        deleted = co_await in_tenant(c.app, ctx, p, c.def->write_roles, body);
-    } catch (const pg::Error& e) {
-        problem = write_problem(*c.def, e, true);
-        if (!problem) throw;
-    }
-    if (problem) throw *problem;
+    std::int64_t deleted = co_await write_in_tenant(c, ctx, p, true, body);
     if (deleted == 0) throw not_found(*c.def);
     co_return Response::no_content();
 }
