@@ -64,6 +64,8 @@ const std::vector<SettingSpec>& settings() {
         {"MTAPI_RATE_LIMIT_FAIL", "rate-limit-fail", "open",
          "Redis unreachable: open (in-process limits, /ready degraded) or closed (503)"},
         {"MTAPI_REDIS_TIMEOUT", "redis-timeout", "200ms", "deadline of one rate limit decision in Redis"},
+        {"MTAPI_RATE_LIMIT_RESERVE", "rate-limit-reserve", "64",
+         "most tokens a worker thread takes from Redis ahead for a busy tenant (0: one script run per request)"},
         {"MTAPI_RATE_LIMIT_FREE", "rate-limit-free", "600:10",
          "plan free: bucket capacity:refill per second (requests)"},
         {"MTAPI_RATE_LIMIT_STANDARD", "rate-limit-standard", "5000:500", "plan standard: capacity:refill per second"},
@@ -269,6 +271,8 @@ Config load_config(const EnvLookup& env, const std::map<std::string, std::string
                  invalid(n, v, "open or closed");
          }},
         {"MTAPI_REDIS_TIMEOUT", [](Config& c, auto n, auto& v) { c.redis_timeout = parse_duration(n, v); }},
+        {"MTAPI_RATE_LIMIT_RESERVE",
+         [](Config& c, auto n, auto& v) { c.rate_limit_reserve = static_cast<long long>(parse_uint(n, v, 0, 1000)); }},
         {"MTAPI_RATE_LIMIT_FREE", [](Config& c, auto n, auto& v) { c.plan_free = parse_bucket(n, v); }},
         {"MTAPI_RATE_LIMIT_STANDARD", [](Config& c, auto n, auto& v) { c.plan_standard = parse_bucket(n, v); }},
         {"MTAPI_RATE_LIMIT_ENTERPRISE", [](Config& c, auto n, auto& v) { c.plan_enterprise = parse_bucket(n, v); }},

@@ -65,6 +65,7 @@ struct Config {
     RateLimitBackend rate_limit_backend = RateLimitBackend::memory;
     bool rate_limit_fail_closed = false;
     std::chrono::milliseconds redis_timeout{200};
+    long long rate_limit_reserve = 64;  // tokens a shard may take from Redis ahead for one busy bucket
     ratelimit::Bucket plan_free{600, 10};
     ratelimit::Bucket plan_standard{5000, 500};
     ratelimit::Bucket plan_enterprise{20000, 2000};

@@ -24,6 +24,7 @@ RateLimiting::RateLimiting(const Config& config, const std::vector<boost::asio::
         ratelimit::FailoverOptions fo;
         fo.mode = fail_closed_ ? ratelimit::FailMode::closed : ratelimit::FailMode::open;
         fo.redis.timeout = config.redis_timeout;
+        fo.redis.reserve_max = config.rate_limit_reserve;
         for (auto* ioc : contexts) {
             redis::ClientOptions co;
             co.url = config.redis_url;
@@ -76,19 +77,25 @@ void RateLimiting::render_metrics(std::string& out) const {
         degraded = degraded || f->degraded();
     }
     ratelimit::render_metrics(out, sum, degraded);
-    std::uint64_t batches = 0, decided = 0;
+    std::uint64_t batches = 0, decided = 0, reserved = 0;
     for (const auto& f : failover_) {
         batches += f->redis_limiter().batches();
         decided += f->redis_limiter().decisions();
+        reserved += f->redis_limiter().reserved();
     }
     out.append(
         "# HELP mtapi_ratelimit_redis_batches_total Token bucket script runs; each decides the requests of one "
-        "tenant that arrived while its previous run was in flight.\n");
+        "tenant that waited for it and may reserve tokens ahead.\n");
     out.append("# TYPE mtapi_ratelimit_redis_batches_total counter\n");
     out.append("mtapi_ratelimit_redis_batches_total " + std::to_string(batches) + "\n");
-    out.append("# HELP mtapi_ratelimit_redis_batched_decisions_total Requests decided by those runs.\n");
+    out.append("# HELP mtapi_ratelimit_redis_batched_decisions_total Requests decided by the Redis backend.\n");
     out.append("# TYPE mtapi_ratelimit_redis_batched_decisions_total counter\n");
     out.append("mtapi_ratelimit_redis_batched_decisions_total " + std::to_string(decided) + "\n");
+    out.append(
+        "# HELP mtapi_ratelimit_redis_reserved_decisions_total Of those, requests that spent a token reserved "
+        "ahead, without a script run.\n");
+    out.append("# TYPE mtapi_ratelimit_redis_reserved_decisions_total counter\n");
+    out.append("mtapi_ratelimit_redis_reserved_decisions_total " + std::to_string(reserved) + "\n");
     redis::ClientStats rs;
     for (const auto& c : clients_)
         rs += c->stats();

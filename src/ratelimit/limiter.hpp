@@ -68,6 +68,7 @@ class Limiter {
 struct Normalized {
     long long capacity = 0;
     double refill_per_sec = 0;
+    friend bool operator==(const Normalized&, const Normalized&) = default;
 };
 Normalized normalize(const Bucket& bucket);
 

@@ -11,10 +11,28 @@
 //
 // Batching: at most one decision per bucket is on its way to Redis from a shard at a time.
 // Requests for a bucket that arrive meanwhile queue up and are decided together by the next call
-// with cost n (the script grants as many as there are whole tokens, in arrival order), which is
-// exactly what n calls at that instant would have decided. An idle bucket costs its first request
-// no wait; a busy one costs at most one extra round trip, and Redis sees one script run per batch
-// instead of one per request.
+// (the script grants as many as there are whole tokens, in arrival order), which is exactly what
+// that many calls at that instant would have decided. An idle bucket costs its first request no
+// wait; a busy one costs at most one extra round trip.
+//
+// Reservations: a bucket that keeps a shard busy takes a few tokens more than its waiting requests
+// need, and the shard's next requests for it spend those without asking Redis. The tokens are
+// taken from the shared bucket first, so no instance can ever let through more than the bucket
+// holds; what a reservation can do is hold tokens another instance would have used. It is kept
+// small and short:
+//   - only for buckets that refill, and never more than the bucket refills in one reservation
+//     period (100 ms by default) nor more than 1/16 of what Redis last said was left, so buckets
+//     near empty, small buckets and buckets without refill are decided exactly, one token per
+//     request, as before;
+//   - it grows (1, 2, 4, ... up to `reserve_max`) only while the shard uses each reservation up
+//     within the period, shrinks to what was used when it was not, and starts from none again
+//     after a bucket was idle for a period;
+//   - an unused rest stops counting at the end of the period and is given back to Redis with
+//     the shard's next call for that bucket; a shard that never calls again loses at most what
+//     the bucket refills in one period;
+//   - a changed limit (capacity or refill) ends the reservation at once.
+// RateLimit-Remaining from a reservation is what Redis had left plus the shard's unspent tokens:
+// what one request after the other would have been told.
 
 #include <atomic>
 #include <chrono>
@@ -22,7 +40,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
-#include <vector>
+#include <unordered_map>
 
 #include "ratelimit/limiter.hpp"
 
@@ -36,6 +54,10 @@ struct RedisLimiterOptions {
     // Deadline of one decision (both round trips when the script has to be reloaded). A timeout
     // drops the shard's Redis connection, so this is generous compared with a loopback round trip.
     std::chrono::milliseconds timeout{200};
+    // Most tokens a shard reserves ahead for one bucket (0: every request asks Redis).
+    long long reserve_max = 64;
+    // How long a reservation counts; also the refill that bounds its size.
+    std::chrono::milliseconds reserve_period{100};
 };
 
 class RedisLimiter final : public Limiter {
@@ -56,10 +78,30 @@ class RedisLimiter final : public Limiter {
     // Script runs for take() (each decides a batch of one or more requests) and requests decided.
     std::uint64_t batches() const { return batches_.load(std::memory_order_relaxed); }
     std::uint64_t decisions() const { return decisions_.load(std::memory_order_relaxed); }
+    // Requests decided from a reservation, without a script run of their own.
+    std::uint64_t reserved() const { return reserved_.load(std::memory_order_relaxed); }
 
   private:
     struct Batch;
-    struct Slot;
+    using Clock = std::chrono::steady_clock;
+    // One bucket on this shard.
+    struct Slot {
+        std::string key;                // rl:{<id>}
+        bool busy = false;              // a call is in flight, or queued requests are being sent
+        std::shared_ptr<Batch> queued;  // requests waiting for the next call
+        // The reservation: `held` tokens taken from Redis, not yet spent, usable until `lease_end`
+        // for this very limit.
+        long long held = 0;
+        Clock::time_point lease_end{};
+        Normalized policy;
+        long long reserve = 0;  // tokens reserved ahead by the last call
+        long long used = 0;     // of those, spent
+        // Redis's answer to the last call.
+        Clock::time_point replied{};
+        long long remaining = 0;
+        Clock::time_point full_at{};
+        Clock::time_point last_use{};
+    };
     // The script's answer for `cost` requests (cost -1: a give-back).
     struct Outcome {
         long long granted = 0;
@@ -67,21 +109,31 @@ class RedisLimiter final : public Limiter {
         long long full_ms = 0;
         long long wait_ms = 0;
     };
-    boost::asio::awaitable<Decision> run_take(std::string key, Normalized bucket);
+    struct Hash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+    };
+
+    boost::asio::awaitable<Decision> run_take(Slot* slot, Normalized bucket);
+    boost::asio::awaitable<Outcome> decide(Slot& slot, const Normalized& bucket, long long n);
     boost::asio::awaitable<void> drain(Slot* slot);
-    Slot* busy_slot(std::string_view key) const;
-    Slot* claim_slot(std::string_view key);
-    boost::asio::awaitable<Outcome> call(const std::string& key, const Normalized& bucket, int cost);
+    Slot& slot_for(std::string_view id);
+    void prune(Clock::time_point now);
+    long long reservation(Slot& slot, const Normalized& bucket, Clock::time_point now, bool expired_rest) const;
+    boost::asio::awaitable<Outcome> call(const std::string& key, const Normalized& bucket, long long take,
+                                         long long give);
     boost::asio::awaitable<void> run_refund(std::string key, Normalized bucket);
 
     redis::Client& client_;
     RedisLimiterOptions options_;
-    // Buckets with a call in flight (busy), and idle slots kept for reuse: as many as buckets were
-    // ever in flight at once on this shard, searched linearly.
-    std::vector<std::unique_ptr<Slot>> slots_;
+    // The shard's buckets: the one in flight, queued requests, the reservation. Buckets unused
+    // for a while are dropped now and then (prune).
+    std::unordered_map<std::string, Slot, Hash, std::equal_to<>> slots_;
+    std::uint64_t calls_since_prune_ = 0;
     std::atomic<std::uint64_t> script_loads_{0};
     std::atomic<std::uint64_t> batches_{0};
     std::atomic<std::uint64_t> decisions_{0};
+    std::atomic<std::uint64_t> reserved_{0};
 };
 
 }  // namespace mtapi::ratelimit

@@ -5,12 +5,14 @@
 --          microseconds of Redis's clock}; mtapi names it rl:{<bucket id>}
 -- ARGV[1]  capacity in tokens (integer, 1 .. 10^9)
 -- ARGV[2]  refill rate in tokens per second (>= 0; 0 = no refill)
--- ARGV[3]  cost in tokens: n >= 1 takes up to n tokens (a batch of n requests decided at once:
---          as many as there are whole tokens are granted), -1 gives one back (never beyond capacity)
+-- ARGV[3]  tokens to take: n >= 0 takes up to n tokens (a batch of requests, plus any tokens the
+--          caller reserves ahead: as many as there are whole tokens are granted)
 -- ARGV[4]  milliseconds a bucket without refill keeps its state after its last accepted request
+-- ARGV[5]  tokens to give back first (>= 0; never beyond capacity): a refund, or the unused rest
+--          of an expired reservation
 --
--- Returns {granted (0..n; 1 for a give-back), remaining whole tokens, ms until full, ms until a
--- refused request could pass (0 when all n were granted)}.
+-- Returns {granted (0..n), remaining whole tokens, ms until full, ms until a refused token could
+-- be taken (0 when all n were granted)}.
 --
 -- Arithmetic: Lua numbers are doubles, exact for integers below 2^53. Tokens are integers in
 -- micro-tokens (at most 10^15), times integers in microseconds, and a rate of r tokens per
@@ -24,6 +26,7 @@ local cap = tonumber(ARGV[1]) * 1000000
 local rate = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3]) * 1000000
 local idle_ms = tonumber(ARGV[4])
+local give = tonumber(ARGV[5]) * 1000000
 
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
@@ -50,12 +53,11 @@ if rate > 0 and tokens < cap then
   tokens = math.min(cap, tokens + math.floor(elapsed * rate))
 end
 
-local want = 1
+if give > 0 then tokens = math.min(cap, tokens + give) end
+
+local want = 0
 local granted = 0
-if cost <= 0 then
-  tokens = math.min(cap, tokens - cost)
-  granted = 1
-else
+if cost > 0 then
   want = cost / 1000000
   granted = math.min(want, math.floor(tokens / 1000000))
   tokens = tokens - granted * 1000000
@@ -70,7 +72,7 @@ if tokens < cap then
   end
 end
 
-if granted > 0 then
+if granted > 0 or give > 0 then
   redis.call('HSET', key, 't', string.format('%.0f', tokens), 'ts', string.format('%.0f', ts))
   -- Expire once the bucket is full again (plus a margin): a missing key reads as a full bucket,
   -- so idle tenants cost no memory. A bucket without refill lives idle_ms after its last write.

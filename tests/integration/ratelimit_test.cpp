@@ -5,8 +5,10 @@
 // login address test uses a Redis database of its own because all tests share one address.
 // Outages (Redis stopped) are in ratelimit_outage_test.cpp, which runs alone.
 
+#include <atomic>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+#include <mutex>
 #include <thread>
 
 #include "ratelimit_support.hpp"
@@ -180,6 +182,55 @@ TEST_F(RateLimits, two_instances_sharing_redis_hold_one_capacity_between_them) {
     // Both instances served some of them (each had 15 requests and there were only 10 tokens).
     EXPECT_EQ(count_status(r1, 200) + count_status(r1, 429), 15);
     EXPECT_EQ(count_status(r2, 200) + count_status(r2, 429), 15);
+}
+
+TEST_F(RateLimits, busy_tenants_spend_reservations_and_two_instances_still_hold_capacity_plus_refill) {
+    auto second = env().start_server();
+    auto t = new_tenant(env(), "rl-busy");
+    set_limit(env(), t.info.id, 300, 200);  // reservations of at most 20 tokens (200/s for 100 ms)
+    const std::string reserved_series = "mtapi_ratelimit_redis_reserved_decisions_total";
+    const double reserved_before = metric(env().port(), reserved_series) + metric(second->port(), reserved_series);
+    std::atomic<bool> stop{false};
+    std::atomic<int> ok{0}, limited{0}, other{0};
+    std::string first_other;
+    std::mutex m;
+    std::vector<std::thread> clients;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < 8; ++i) {
+        const std::uint16_t port = i % 2 == 0 ? env().port() : second->port();
+        clients.emplace_back([&, port] {
+            test::Connection conn(port);
+            while (!stop.load()) {
+                conn.send(test::build_request("GET", kVehicles, idtest::bearer(t.token)));
+                auto r = conn.read_response(5s);
+                if (r && r->status == 200 && has_limit_fields(*r, 300)) {
+                    ++ok;
+                } else if (r && is_rate_limited(*r) && has_limit_fields(*r, 300)) {
+                    ++limited;
+                } else {
+                    ++other;
+                    std::lock_guard lock(m);
+                    if (first_other.empty()) first_other = r ? idtest::describe(*r) : conn.error();
+                    return;
+                }
+            }
+        });
+    }
+    std::this_thread::sleep_for(1500ms);
+    stop = true;
+    for (auto& c : clients)
+        c.join();
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_EQ(other.load(), 0) << first_other;
+    EXPECT_GT(limited.load(), 0) << "the load must exceed the limit for the bound to mean anything";
+    // Redis granted at most the capacity plus the refill between the first and the last request,
+    // whatever the instances reserved ahead.
+    EXPECT_LE(ok.load(), 300 + static_cast<int>(200 * elapsed) + 1) << elapsed << " s";
+    EXPECT_GE(ok.load(), 300);
+    const double reserved_after = metric(env().port(), reserved_series) + metric(second->port(), reserved_series);
+    EXPECT_GT(reserved_after, reserved_before) << "a busy tenant spends tokens reserved ahead";
+    std::printf("%d allowed, %d limited in %.2f s (capacity 300 + 200/s); %.0f from reservations\n", ok.load(),
+                limited.load(), elapsed, reserved_after - reserved_before);
 }
 
 TEST_F(RateLimits, script_flush_while_serving_reaches_no_client_and_redis_keeps_deciding) {

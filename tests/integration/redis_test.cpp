@@ -577,7 +577,10 @@ TEST_F(Redis, script_flush_while_taking_surfaces_no_error) {
         redis::Client admin(ioc, client_options());
         co_await ready(c);
         co_await ready(admin);
-        ratelimit::RedisLimiter limiter(c);
+        // Every take a script run of its own (no reservations), so the flushes meet calls in flight.
+        ratelimit::RedisLimiterOptions options;
+        options.reserve_max = 0;
+        ratelimit::RedisLimiter limiter(c, options);
         const std::string t = fresh_id();
         bool stop = false;
         int flushes = 0;
@@ -645,6 +648,187 @@ TEST_F(Redis, a_redis_clock_that_steps_back_never_adds_tokens) {
     });
 }
 
+// The bucket as Redis stores it: micro-tokens and the time of the last write (µs, Redis's clock).
+struct Stored {
+    long long micro_tokens = 0;
+    long long ts_us = 0;
+};
+asio::awaitable<Stored> stored(redis::Client& admin, const std::string& id) {
+    redis::Reply r = co_await cmd(admin, "HMGET", ratelimit::RedisLimiter::key(id), "t", "ts");
+    Stored s;
+    s.micro_tokens = std::stoll(r.elements.at(0).str);
+    s.ts_us = std::stoll(r.elements.at(1).str);
+    co_return s;
+}
+
+// Takes from `id` until the limiter holds an unspent reservation (RateLimit-Remaining counts Redis's
+// tokens plus the shard's unspent ones, and Redis's tokens are as of the last script run), and
+// returns how many tokens it holds; 0 if it never did within `tries` takes.
+asio::awaitable<long long> take_until_reserved(ratelimit::RedisLimiter& limiter, redis::Client& admin,
+                                               const std::string& id, const Bucket& bucket, int tries) {
+    for (int i = 0; i < tries; ++i) {
+        Decision d = co_await limiter.take(id, bucket);
+        if (!d.allowed) co_return 0;
+        Stored s = co_await stored(admin, id);
+        const long long held = d.remaining - s.micro_tokens / 1'000'000;
+        if (held > 0) co_return held;
+    }
+    co_return 0;
+}
+
+TEST_F(Redis, a_busy_bucket_spends_small_reservations_instead_of_a_script_run_per_request) {
+    run([](asio::io_context& ioc) -> asio::awaitable<void> {
+        redis::Client c(ioc, client_options());
+        co_await ready(c);
+        ratelimit::RedisLimiter limiter(c);
+        const std::string t = fresh_id();
+        const Bucket big{1'000'000, 100'000};
+        constexpr int kWorkers = 64;
+        constexpr int kPerWorker = 100;
+        int allowed = 0, bad_remaining = 0;
+        Join join(ioc);
+        for (int w = 0; w < kWorkers; ++w) {
+            asio::co_spawn(
+                ioc,
+                [&]() -> asio::awaitable<void> {
+                    for (int i = 0; i < kPerWorker; ++i) {
+                        Decision d = co_await limiter.take(t, big);
+                        if (d.allowed) ++allowed;
+                        if (d.remaining >= big.capacity || d.limit != big.capacity) ++bad_remaining;
+                    }
+                },
+                join.handler());
+        }
+        EXPECT_TRUE(co_await join.wait(20s));
+        EXPECT_TRUE(join.errors().empty()) << join.errors().front();
+        constexpr int kTotal = kWorkers * kPerWorker;
+        EXPECT_EQ(allowed, kTotal);
+        EXPECT_EQ(bad_remaining, 0);
+        EXPECT_EQ(limiter.decisions(), static_cast<std::uint64_t>(kTotal));
+        EXPECT_GT(limiter.reserved(), static_cast<std::uint64_t>(kTotal / 2));
+        EXPECT_LE(limiter.batches(), static_cast<std::uint64_t>(kTotal / 8));
+        std::printf("%d decisions: %llu script runs, %llu from reservations\n", kTotal,
+                    static_cast<unsigned long long>(limiter.batches()),
+                    static_cast<unsigned long long>(limiter.reserved()));
+
+        // A bucket without refill is never reserved ahead: Redis decides every token of it.
+        const std::string quota = fresh_id();
+        const std::uint64_t reserved_before = limiter.reserved();
+        Join more(ioc);
+        for (int w = 0; w < kWorkers; ++w) {
+            asio::co_spawn(
+                ioc,
+                [&]() -> asio::awaitable<void> {
+                    for (int i = 0; i < 10; ++i)
+                        co_await limiter.take(quota, Bucket{1'000'000, 0});
+                },
+                more.handler());
+        }
+        EXPECT_TRUE(co_await more.wait(20s));
+        EXPECT_EQ(limiter.reserved(), reserved_before);
+    });
+}
+
+TEST_F(Redis, an_unused_reservation_is_given_back_to_the_shared_bucket) {
+    run([](asio::io_context& ioc) -> asio::awaitable<void> {
+        redis::Client c(ioc, client_options());
+        redis::Client admin(ioc, client_options());
+        co_await ready(c);
+        co_await ready(admin);
+        ratelimit::RedisLimiter limiter(c);  // reservations of at most 64 tokens for 100 ms
+        const std::string t = fresh_id();
+        const Bucket bucket{10'000, 1'000};
+        for (int i = 0; i < 300; ++i)
+            EXPECT_TRUE((co_await limiter.take(t, bucket)).allowed);
+        const long long held = co_await take_until_reserved(limiter, admin, t, bucket, 200);
+        EXPECT_GT(held, 0) << "a busy bucket is reserved ahead";
+        EXPECT_LE(held, 64) << "a reservation never exceeds reserve_max";
+        const Stored before = co_await stored(admin, t);
+
+        // Past the reservation period (and idle for two), the next take gives the rest back and
+        // takes exactly one token: Redis's bucket shows the refill, the rest, minus one.
+        co_await sleep_for(250ms);
+        Decision d = co_await limiter.take(t, bucket);
+        EXPECT_TRUE(d.allowed);
+        const Stored after = co_await stored(admin, t);
+        const long long cap = bucket.capacity * 1'000'000;
+        const long long refilled = std::min(cap, before.micro_tokens + (after.ts_us - before.ts_us) * 1'000);
+        const long long expected = std::min(cap, refilled + held * 1'000'000) - 1'000'000;
+        EXPECT_EQ(after.micro_tokens, expected) << "held " << held;
+        EXPECT_EQ(d.remaining, after.micro_tokens / 1'000'000) << "an idle bucket starts without a reservation";
+    });
+}
+
+TEST_F(Redis, a_changed_limit_ends_the_reservation_at_once) {
+    run([](asio::io_context& ioc) -> asio::awaitable<void> {
+        redis::Client c(ioc, client_options());
+        redis::Client admin(ioc, client_options());
+        co_await ready(c);
+        co_await ready(admin);
+        ratelimit::RedisLimiter limiter(c);
+        const std::string t = fresh_id();
+        const Bucket bucket{10'000, 1'000};
+        for (int i = 0; i < 100; ++i)
+            co_await limiter.take(t, bucket);
+        const long long held = co_await take_until_reserved(limiter, admin, t, bucket, 200);
+        PGTEST_CO_ASSERT_TRUE(held > 0);
+        const std::uint64_t runs = limiter.batches();
+        const Bucket lowered{500, 1'000};
+        Decision d = co_await limiter.take(t, lowered);
+        EXPECT_EQ(limiter.batches(), runs + 1) << "the new limit is decided by Redis, not from the old reservation";
+        EXPECT_EQ(d.limit, 500);
+        EXPECT_TRUE(d.allowed);
+        EXPECT_LE(d.remaining, 499);
+    });
+}
+
+TEST_F(Redis, reservations_never_let_two_instances_exceed_capacity_plus_refill) {
+    run(
+        [](asio::io_context& ioc) -> asio::awaitable<void> {
+            redis::Client c1(ioc, client_options());
+            redis::Client c2(ioc, client_options());
+            co_await ready(c1);
+            co_await ready(c2);
+            ratelimit::RedisLimiter one(c1);
+            ratelimit::RedisLimiter two(c2);
+            const std::string t = fresh_id();
+            const Bucket bucket{300, 1'000};
+            int allowed = 0;
+            bool stop = false;
+            Join join(ioc);
+            const auto t0 = Clock::now();
+            for (int w = 0; w < 64; ++w) {
+                ratelimit::RedisLimiter& limiter = w % 2 == 0 ? one : two;
+                asio::co_spawn(
+                    ioc,
+                    [&]() -> asio::awaitable<void> {
+                        while (!stop) {
+                            Decision d = co_await limiter.take(t, bucket);
+                            if (d.allowed)
+                                ++allowed;
+                            else
+                                co_await sleep_for(1ms);
+                        }
+                    },
+                    join.handler());
+            }
+            co_await sleep_for(400ms);
+            stop = true;
+            EXPECT_TRUE(co_await join.wait(10s));
+            const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+            EXPECT_TRUE(join.errors().empty()) << join.errors().front();
+            // Redis granted at most the capacity plus what refilled between the first and the last
+            // call, and every allowed request spent one of those tokens.
+            EXPECT_LE(allowed, 300 + static_cast<int>(1'000 * elapsed) + 1) << elapsed << " s";
+            EXPECT_GE(allowed, 300);
+            EXPECT_GT(one.reserved() + two.reserved(), 0u);
+            std::printf("%d allowed in %.3f s (capacity 300 + 1000/s); %llu + %llu from reservations\n", allowed,
+                        elapsed, static_cast<unsigned long long>(one.reserved()),
+                        static_cast<unsigned long long>(two.reserved()));
+        },
+        30s);
+}
+
 TEST_F(Redis, memory_and_redis_backends_agree) {
     run([](asio::io_context& ioc) -> asio::awaitable<void> {
         redis::Client c(ioc, client_options());
@@ -675,42 +859,47 @@ TEST_F(Redis, decision_latency_figures) {
         [](asio::io_context& ioc) -> asio::awaitable<void> {
             redis::Client c(ioc, client_options());
             co_await ready(c);
-            // A figure, not a check: a generous deadline, so a loaded machine slows it down
-            // instead of failing it.
-            ratelimit::RedisLimiterOptions options;
-            options.timeout = std::chrono::seconds(10);
-            ratelimit::RedisLimiter limiter(c, options);
-            const std::string t = fresh_id();
-            const Bucket open{1'000'000, 100'000};
-            co_await limiter.take(t, open);  // the script is cached from here on
-            constexpr int kSequential = 2000;
-            auto t0 = Clock::now();
-            for (int i = 0; i < kSequential; ++i)
-                co_await limiter.take(t, open);
-            const double sequential_us =
-                std::chrono::duration<double, std::micro>(Clock::now() - t0).count() / kSequential;
+            for (long long reserve_max : {0LL, 64LL}) {
+                // A figure, not a check: a generous deadline, so a loaded machine slows it down
+                // instead of failing it.
+                ratelimit::RedisLimiterOptions options;
+                options.timeout = std::chrono::seconds(10);
+                options.reserve_max = reserve_max;
+                ratelimit::RedisLimiter limiter(c, options);
+                const std::string t = fresh_id();
+                const Bucket open{1'000'000, 100'000};
+                co_await limiter.take(t, open);  // the script is cached from here on
+                constexpr int kSequential = 2000;
+                auto t0 = Clock::now();
+                for (int i = 0; i < kSequential; ++i)
+                    co_await limiter.take(t, open);
+                const double sequential_us =
+                    std::chrono::duration<double, std::micro>(Clock::now() - t0).count() / kSequential;
 
-            // 64 coroutines at once, as a busy shard would have: pipelined on the one connection.
-            constexpr int kWorkers = 64;
-            constexpr int kPerWorker = 300;
-            Join join(ioc);
-            t0 = Clock::now();
-            for (int w = 0; w < kWorkers; ++w) {
-                asio::co_spawn(
-                    ioc,
-                    [&]() -> asio::awaitable<void> {
-                        for (int i = 0; i < kPerWorker; ++i)
-                            co_await limiter.take(t, open);
-                    },
-                    join.handler());
+                // 64 coroutines at once, as a busy shard would have: pipelined on the one connection.
+                constexpr int kWorkers = 64;
+                constexpr int kPerWorker = 300;
+                Join join(ioc);
+                t0 = Clock::now();
+                for (int w = 0; w < kWorkers; ++w) {
+                    asio::co_spawn(
+                        ioc,
+                        [&]() -> asio::awaitable<void> {
+                            for (int i = 0; i < kPerWorker; ++i)
+                                co_await limiter.take(t, open);
+                        },
+                        join.handler());
+                }
+                EXPECT_TRUE(co_await join.wait(30s));
+                EXPECT_TRUE(join.errors().empty()) << join.errors().front();
+                const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+                std::printf(
+                    "Redis limiter (reservations up to %lld): %.1f us per sequential decision; %.0f decisions/s "
+                    "with %d concurrent callers on one connection; %llu script runs for %llu decisions\n",
+                    reserve_max, sequential_us, kWorkers * kPerWorker / seconds, kWorkers,
+                    static_cast<unsigned long long>(limiter.batches()),
+                    static_cast<unsigned long long>(limiter.decisions()));
             }
-            EXPECT_TRUE(co_await join.wait(30s));
-            EXPECT_TRUE(join.errors().empty()) << join.errors().front();
-            const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-            std::printf(
-                "Redis limiter: %.1f us per sequential decision; %.0f decisions/s with %d concurrent "
-                "callers on one connection\n",
-                sequential_us, kWorkers * kPerWorker / seconds, kWorkers);
         },
         60s);
 }

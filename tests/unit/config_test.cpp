@@ -157,6 +157,9 @@ TEST(Config, rate_limit_settings_are_validated) {
         EXPECT_NE(error_of({{"MTAPI_RATE_LIMIT_FREE", bad}}).find("MTAPI_RATE_LIMIT_FREE"), std::string::npos) << bad;
     EXPECT_NE(error_of({{"MTAPI_LOGIN_ACCOUNT_ATTEMPTS", "0"}}).find("MTAPI_LOGIN_ACCOUNT_ATTEMPTS"),
               std::string::npos);
+    for (const char* bad : {"-1", "1001", "many"})
+        EXPECT_NE(error_of({{"MTAPI_RATE_LIMIT_RESERVE", bad}}).find("MTAPI_RATE_LIMIT_RESERVE"), std::string::npos)
+            << bad;
 }
 
 TEST(Config, plan_buckets_and_login_budgets_are_read) {
@@ -168,6 +171,8 @@ TEST(Config, plan_buckets_and_login_budgets_are_read) {
     EXPECT_EQ(d.login_account_attempts, 10);
     EXPECT_EQ(d.login_address_attempts, 300);
     EXPECT_EQ(d.login_window, 15min);
+    EXPECT_EQ(d.rate_limit_reserve, 64);
+    EXPECT_EQ(load_config(env_of({{"MTAPI_RATE_LIMIT_RESERVE", "0"}})).rate_limit_reserve, 0);
     Config c = load_config(env_of({{"MTAPI_RATE_LIMIT_STANDARD", "12:0.5"},
                                    {"MTAPI_LOGIN_ACCOUNT_ATTEMPTS", "3"},
                                    {"MTAPI_LOGIN_WINDOW", "1m"}}));
