@@ -3,10 +3,12 @@
 # mtapi servers that differ only in MTAPI_RATE_LIMIT_BACKEND — off, redis (the dev Redis on
 # loopback) and memory — measured in alternating rounds in one run. Prints the median requests/s,
 # p99 and mtapi CPU per request of each, and each backend's throughput cost against `off`
-# (target: at most 10 % with Redis on loopback).
+# (target: at most 10 % with Redis on loopback). `redis-exact` (not run by default) is the Redis
+# backend with MTAPI_RATE_LIMIT_RESERVE=0: one script run per request.
 #
-# The bench tenants' buckets are far larger than the load, so every decision is made (one Lua
-# script per request with Redis) and admits: the figure is the price of deciding, not of refusing.
+# The bench tenants' buckets are far larger than the load, so every decision is made and admits:
+# the figure is the price of deciding, not of refusing. At the end each Redis server's script runs
+# and the requests it decided from reservations are printed (from /metrics).
 #
 # Uses the dev services (scripts/services up, .var/dev.env) and `mtapi migrate`; creates its
 # tenants (slugs rlbench-<run>-<n>) and deletes them at the end, also after a failure or Ctrl-C.
@@ -14,6 +16,7 @@
 #   bench/ratelimit.sh                                   (or: make bench-ratelimit)
 #   BENCH_ROUNDS=5 BENCH_THREADS=2 bench/ratelimit.sh
 #   BENCH_LIMITERS="off redis" bench/ratelimit.sh
+#   BENCH_LIMITERS="off redis redis-exact" bench/ratelimit.sh
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -40,7 +43,7 @@ TARGET_COST_PCT=10
 [[ -x $MTAPI_BIN ]] || bench_die "$MTAPI_BIN not found: build it first (make build)"
 command -v "$WRK_BIN" >/dev/null || bench_die "wrk not found (scripts/bootstrap installs it)"
 for l in $LIMITERS; do
-  [[ $l == off || $l == redis || $l == memory ]] || bench_die "unknown limiter '$l' in BENCH_LIMITERS"
+  [[ $l == off || $l == redis || $l == redis-exact || $l == memory ]] || bench_die "unknown limiter '$l' in BENCH_LIMITERS"
 done
 
 "$ROOT/scripts/services" up >/dev/null
@@ -100,7 +103,8 @@ psql_app -c "UPDATE platform.tenants SET rate_limit_capacity = 1000000000, rate_
 for l in $LIMITERS; do
   PORT[$l]=$(bench_free_port) || bench_die "no free port found"
   MTAPI_LISTEN=127.0.0.1:${PORT[$l]} MTAPI_THREADS=$THREADS MTAPI_ACCESS_LOG=off MTAPI_LOG_LEVEL=warn \
-    MTAPI_DRAIN_TIMEOUT=2s MTAPI_JWT_TTL=2h MTAPI_RATE_LIMIT_BACKEND=$l \
+    MTAPI_DRAIN_TIMEOUT=2s MTAPI_JWT_TTL=2h MTAPI_RATE_LIMIT_BACKEND=${l%-exact} \
+    MTAPI_RATE_LIMIT_RESERVE=$([[ $l == redis-exact ]] && echo 0 || echo 64) \
     "$MTAPI" serve >"$TMP/mtapi-$l.out" 2>&1 &
   PID[$l]=$!
   bench_wait_http "http://127.0.0.1:${PORT[$l]}/health" "${PID[$l]}" 15 ||
@@ -150,7 +154,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     out=$TMP/round-$r-$l
     run_wrk "$l" "$DURATION" "$out"
     errors=$(bench_field status_errors "$out")
-    printf '  %d/%d %-7s rps=%-9s p99_ms=%-7s cpu_us/req=%-6s non-2xx=%s\n' "$r" "$ROUNDS" "$l" \
+    printf '  %d/%d %-11s rps=%-9s p99_ms=%-7s cpu_us/req=%-6s non-2xx=%s\n' "$r" "$ROUNDS" "$l" \
       "$(bench_field rps "$out")" "$(bench_field p99_ms "$out")" \
       "$(awk -F= '/^BENCH_CPU/ { print $2 }' "$out")" "${errors:-?}"
   done
@@ -163,7 +167,7 @@ median_of() {  # median_of LIMITER FIELD
   done | bench_median
 }
 
-printf '\n%-8s %12s %10s %12s %10s\n' limiter 'rps(median)' 'p99_ms' 'cpu_us/req' 'cost'
+printf '\n%-11s %12s %10s %12s %10s\n' limiter 'rps(median)' 'p99_ms' 'cpu_us/req' 'cost'
 declare -A RPS
 for l in $LIMITERS; do RPS[$l]=$(median_of "$l" rps); done
 for l in $LIMITERS; do
@@ -171,10 +175,19 @@ for l in $LIMITERS; do
   if [[ -n ${RPS[off]:-} && $l != off ]]; then
     cost=$(awk -v a="${RPS[$l]}" -v b="${RPS[off]}" 'BEGIN { printf "%.1f%%", (1 - a / b) * 100 }')
   fi
-  printf '%-8s %12.0f %10s %12s %10s\n' "$l" "${RPS[$l]}" "$(median_of "$l" p99_ms)" "$(median_of "$l" cpu)" "$cost"
+  printf '%-11s %12.0f %10s %12s %10s\n' "$l" "${RPS[$l]}" "$(median_of "$l" p99_ms)" "$(median_of "$l" cpu)" "$cost"
 done
 if [[ -n ${RPS[off]:-} && -n ${RPS[redis]:-} ]]; then
   awk -v a="${RPS[redis]}" -v b="${RPS[off]}" -v t="$TARGET_COST_PCT" 'BEGIN {
       c = (1 - a / b) * 100
       printf "target: redis limiter costs <= %d%% of throughput: %s (%.1f%%)\n", t, (c <= t ? "met" : "NOT met"), c }'
 fi
+for l in $LIMITERS; do
+  [[ $l == redis* ]] || continue
+  curl -sS --max-time 10 "http://127.0.0.1:${PORT[$l]}/metrics" >"$TMP/metrics-$l" || continue
+  awk -v l="$l" '$1 == "mtapi_ratelimit_redis_batches_total" { b = $2 }
+      $1 == "mtapi_ratelimit_redis_batched_decisions_total" { d = $2 }
+      $1 == "mtapi_ratelimit_redis_reserved_decisions_total" { r = $2 }
+      END { if (d > 0) printf "%s: %d decisions, %d script runs (%.1f requests per run), %d from reservations\n", l, d, b, d / (b > 0 ? b : 1), r }' \
+    "$TMP/metrics-$l"
+done
