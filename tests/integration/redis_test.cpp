@@ -2,7 +2,9 @@
 // test Redis that `make test` starts (MTAPI_REDIS_URL from .var/test.env): typed replies,
 // pipelining, deadlines that drop the connection, reconnects, and the token bucket script's
 // promises — exact capacity under concurrency, one capacity shared by independent clients (as by
-// two mtapi processes), refill, SCRIPT FLUSH while serving, and a clock that steps back.
+// two mtapi processes), refill, SCRIPT FLUSH while serving, and a clock that steps back — and the
+// reservations a busy bucket is charged through (ADR 007): fewer script runs, the unspent rest
+// given back, a changed limit ending them, and two instances never above capacity plus refill.
 //
 // Every test uses keys of its own (random tenant UUIDs), so the suite runs alongside others;
 // stopping Redis is left to redis_outage_test.cpp, which runs on its own.
