@@ -1,5 +1,6 @@
 #include "ratelimit/redis_limiter.hpp"
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -25,11 +26,12 @@ std::string format_rate(double r) {
     return std::string(buf, ec == std::errc() ? end : buf);
 }
 
-// EVALSHA <sha> 1 <key> <capacity> <rate> <take> <idle ms> <give>, or EVAL <script> with the same rest.
+// EVALSHA <sha> 1 <key> <capacity> <rate> <take> <idle ms> <give> <reserve> <period ms>, or EVAL
+// <script> with the same rest.
 std::vector<std::string> script_call(bool by_sha, const std::string& key, const Normalized& b, long long take,
-                                     long long give) {
+                                     long long give, long long reserve, long long period_ms) {
     std::vector<std::string> argv;
-    argv.reserve(9);
+    argv.reserve(11);
     argv.emplace_back(by_sha ? "EVALSHA" : "EVAL");
     argv.emplace_back(by_sha ? token_bucket_sha1() : token_bucket_script());
     argv.emplace_back("1");
@@ -40,6 +42,8 @@ std::vector<std::string> script_call(bool by_sha, const std::string& key, const 
     static const std::string kIdleMs = std::to_string(kIdleResetSeconds * 1000);
     argv.push_back(kIdleMs);
     argv.push_back(std::to_string(give));
+    argv.push_back(std::to_string(reserve));
+    argv.push_back(std::to_string(period_ms));
     return argv;
 }
 
@@ -245,7 +249,7 @@ boost::asio::awaitable<RedisLimiter::Outcome> RedisLimiter::decide(Slot& slot, c
     batches_.fetch_add(1, std::memory_order_relaxed);
     std::optional<Outcome> reply;
     try {
-        reply = co_await call(slot.key, bucket, need + extra, give);
+        reply = co_await call(slot.key, bucket, need, give, extra);
     } catch (...) {
         // The tokens taken from the reservation were not spent: they stay reserved.
         slot.held += from_lease;
@@ -254,7 +258,7 @@ boost::asio::awaitable<RedisLimiter::Outcome> RedisLimiter::decide(Slot& slot, c
     }
     const auto at = Clock::now();
     const long long served = std::min(need, reply->granted);
-    const long long rest = reply->granted - served;
+    const long long rest = std::clamp(reply->reserved, 0LL, extra);
     slot.replied = at;
     slot.remaining = reply->remaining;
     slot.full_at = at + std::chrono::milliseconds(std::max(0LL, reply->full_ms));
@@ -262,7 +266,9 @@ boost::asio::awaitable<RedisLimiter::Outcome> RedisLimiter::decide(Slot& slot, c
     slot.reserve = extra;
     slot.used = 0;
     slot.held = rest;
-    slot.lease_end = at + options_.reserve_period;
+    // Counted from before the call, so it ends within one period of Redis's grant: Redis keeps
+    // the reserved tokens out of the refill for at least that long.
+    slot.lease_end = now + options_.reserve_period;
     reserved_.fetch_add(static_cast<std::uint64_t>(from_lease), std::memory_order_relaxed);
     Outcome o = *reply;
     o.granted = from_lease + served;
@@ -276,13 +282,14 @@ boost::asio::awaitable<void> RedisLimiter::refund(std::string_view id, const Buc
 
 boost::asio::awaitable<void> RedisLimiter::run_refund(std::string key, Normalized bucket) {
     if (bucket.capacity == 0) co_return;
-    co_await call(key, bucket, 0, 1);
+    co_await call(key, bucket, 0, 1, 0);
 }
 
 boost::asio::awaitable<RedisLimiter::Outcome> RedisLimiter::call(const std::string& key, const Normalized& bucket,
-                                                                 long long take, long long give) {
+                                                                 long long take, long long give, long long reserve) {
     const redis::Deadline deadline = redis::Clock::now() + options_.timeout;
-    std::vector<std::string> argv = script_call(true, key, bucket, take, give);
+    const long long period_ms = options_.reserve_period.count();
+    std::vector<std::string> argv = script_call(true, key, bucket, take, give, reserve, period_ms);
     std::optional<redis::Reply> reply;
     bool reload = false;
     try {
@@ -295,10 +302,10 @@ boost::asio::awaitable<RedisLimiter::Outcome> RedisLimiter::call(const std::stri
         // Redis lost its script cache (restart, SCRIPT FLUSH, failover): EVAL runs the script and
         // caches it again, so the next EVALSHA finds it.
         script_loads_.fetch_add(1, std::memory_order_relaxed);
-        std::vector<std::string> eval = script_call(false, key, bucket, take, give);
+        std::vector<std::string> eval = script_call(false, key, bucket, take, give, reserve, period_ms);
         reply = co_await client_.command(std::move(eval), deadline);
     }
-    if (!reply->is_array() || reply->elements.size() != 4)
+    if (!reply->is_array() || reply->elements.size() != 5)
         throw redis::Error(redis::ErrorKind::reply, "ERR unexpected reply from the token bucket script");
     for (const auto& e : reply->elements)
         if (!e.is_integer())
@@ -308,6 +315,7 @@ boost::asio::awaitable<RedisLimiter::Outcome> RedisLimiter::call(const std::stri
     o.remaining = reply->elements[1].integer;
     o.full_ms = reply->elements[2].integer;
     o.wait_ms = reply->elements[3].integer;
+    o.reserved = reply->elements[4].integer;
     co_return o;
 }
 

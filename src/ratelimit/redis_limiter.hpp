@@ -17,8 +17,10 @@
 //
 // Reservations: a bucket that keeps a shard busy takes a few tokens more than its waiting requests
 // need, and the shard's next requests for it spend those without asking Redis. The tokens are
-// taken from the shared bucket first, so no instance can ever let through more than the bucket
-// holds; what a reservation can do is hold tokens another instance would have used. It is kept
+// taken from the shared bucket first, and Redis keeps every token reserved in the last one or two
+// periods out of the refill (token_bucket.lua), so the bucket plus all that shards hold never
+// exceeds the capacity: no instance can ever let through more than a request-by-request bucket
+// would. What a reservation can do is hold tokens another instance would have used. It is kept
 // small and short:
 //   - only for buckets that refill, and never more than the bucket refills in one reservation
 //     period (100 ms by default) nor more than 1/16 of what Redis last said was left, so buckets
@@ -27,9 +29,9 @@
 //   - it grows (1, 2, 4, ... up to `reserve_max`) only while the shard uses each reservation up
 //     within the period, shrinks to what was used when it was not, and starts from none again
 //     after a bucket was idle for a period;
-//   - an unused rest stops counting at the end of the period and is given back to Redis with
-//     the shard's next call for that bucket; a shard that never calls again loses at most what
-//     the bucket refills in one period;
+//   - it counts for one period from the moment the call was sent; an unused rest is given back to
+//     Redis with the shard's next call for that bucket; a shard that never calls again loses at
+//     most what the bucket refills in one period;
 //   - a changed limit (capacity or refill) ends the reservation at once.
 // RateLimit-Remaining from a reservation is what Redis had left plus the shard's unspent tokens:
 // what one request after the other would have been told.
@@ -102,12 +104,14 @@ class RedisLimiter final : public Limiter {
         Clock::time_point full_at{};
         Clock::time_point last_use{};
     };
-    // The script's answer for `cost` requests (cost -1: a give-back).
+    // The script's answer: requests granted of those asked for, tokens left, ms until full, ms
+    // until a refused request could pass, and tokens reserved ahead.
     struct Outcome {
         long long granted = 0;
         long long remaining = 0;
         long long full_ms = 0;
         long long wait_ms = 0;
+        long long reserved = 0;  // tokens reserved ahead for this shard
     };
     struct Hash {
         using is_transparent = void;
@@ -121,7 +125,7 @@ class RedisLimiter final : public Limiter {
     void prune(Clock::time_point now);
     long long reservation(Slot& slot, const Normalized& bucket, Clock::time_point now, bool expired_rest) const;
     boost::asio::awaitable<Outcome> call(const std::string& key, const Normalized& bucket, long long take,
-                                         long long give);
+                                         long long give, long long reserve);
     boost::asio::awaitable<void> run_refund(std::string key, Normalized bucket);
 
     redis::Client& client_;

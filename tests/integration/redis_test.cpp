@@ -784,6 +784,67 @@ TEST_F(Redis, a_changed_limit_ends_the_reservation_at_once) {
     });
 }
 
+TEST_F(Redis, a_reservation_held_while_the_bucket_refills_never_lets_a_burst_exceed_capacity) {
+    run(
+        [](asio::io_context& ioc) -> asio::awaitable<void> {
+            redis::Client c(ioc, client_options());
+            co_await ready(c);
+            ratelimit::RedisLimiter limiter(c);
+            const std::string t = fresh_id();
+            const Bucket bucket{1'000, 2'000};  // reservations of up to 62 tokens (1/16 of what is left)
+            int over = 0;
+            auto check = [&](const Decision& d) {
+                if (d.remaining > bucket.capacity - (d.allowed ? 1 : 0)) ++over;
+            };
+            // Steady traffic below the refill rate: the bucket stays (nearly) full while the shard
+            // keeps reserving ahead.
+            bool steady = true;
+            Join pace(ioc);
+            for (int w = 0; w < 4; ++w) {
+                asio::co_spawn(
+                    ioc,
+                    [&]() -> asio::awaitable<void> {
+                        while (steady) {
+                            check(co_await limiter.take(t, bucket));
+                            co_await sleep_for(5ms);  // 4 callers: at most 800 requests/s
+                        }
+                    },
+                    pace.handler());
+            }
+            co_await sleep_for(400ms);
+            steady = false;
+            EXPECT_TRUE(co_await pace.wait(5s));
+            EXPECT_GT(limiter.reserved(), 0u) << "the steady phase must have reserved ahead";
+
+            // Then a burst: what the shard still holds plus the bucket is at most the capacity,
+            // so the burst gets at most the capacity plus what refilled while it ran.
+            int allowed = 0;
+            Join burst(ioc);
+            const auto t0 = Clock::now();
+            for (int w = 0; w < 64; ++w) {
+                asio::co_spawn(
+                    ioc,
+                    [&]() -> asio::awaitable<void> {
+                        for (;;) {
+                            Decision d = co_await limiter.take(t, bucket);
+                            check(d);
+                            if (!d.allowed) break;
+                            ++allowed;
+                        }
+                    },
+                    burst.handler());
+            }
+            EXPECT_TRUE(co_await burst.wait(10s));
+            const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+            EXPECT_TRUE(burst.errors().empty()) << burst.errors().front();
+            EXPECT_LE(allowed, 1'000 + static_cast<int>(2'000 * elapsed) + 1) << elapsed << " s";
+            EXPECT_EQ(over, 0) << "RateLimit-Remaining never exceeds the capacity (minus the token just taken)";
+            std::printf("burst after steady traffic: %d allowed in %.3f s (capacity 1000 + 2000/s)\n", allowed,
+                        elapsed);
+        },
+        30s);
+}
+
 TEST_F(Redis, reservations_never_let_two_instances_exceed_capacity_plus_refill) {
     run(
         [](asio::io_context& ioc) -> asio::awaitable<void> {
