@@ -55,6 +55,15 @@ long long ms_until(Clock::time_point t, Clock::time_point now) {
     return std::chrono::ceil<std::chrono::milliseconds>(t - now).count();
 }
 
+// Milliseconds until full for an answer from a reservation with `remaining` tokens left: as Redis
+// last said, but at least 1 while the bucket is not full (Redis's own answer is never 0 then;
+// the refill may have reached what Redis holds back for reservations without the bucket being
+// full).
+long long reserved_full_ms(Clock::time_point full_at, Clock::time_point now, long long remaining, long long capacity) {
+    const long long ms = ms_until(full_at, now);
+    return remaining < capacity ? std::max(1LL, ms) : ms;
+}
+
 boost::asio::awaitable<Decision> ready(Decision d) {
     co_return d;
 }
@@ -126,7 +135,7 @@ boost::asio::awaitable<Decision> RedisLimiter::take(std::string_view id, const B
         d.allowed = true;
         d.limit = b.capacity;
         d.remaining = std::max(0LL, slot.remaining) + slot.held;
-        d.reset_seconds = ceil_seconds(ms_until(slot.full_at, now), 1000);
+        d.reset_seconds = ceil_seconds(reserved_full_ms(slot.full_at, now, d.remaining, b.capacity), 1000);
         return ready(d);
     }
     return run_take(&slot, b);
@@ -241,7 +250,7 @@ boost::asio::awaitable<RedisLimiter::Outcome> RedisLimiter::decide(Slot& slot, c
         Outcome o;
         o.granted = n;
         o.remaining = std::max(0LL, slot.remaining) + slot.held;
-        o.full_ms = ms_until(slot.full_at, now);
+        o.full_ms = reserved_full_ms(slot.full_at, now, o.remaining, bucket.capacity);
         co_return o;
     }
     const long long extra = reservation(slot, bucket, now, give > 0);

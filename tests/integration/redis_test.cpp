@@ -696,7 +696,10 @@ TEST_F(Redis, a_busy_bucket_spends_small_reservations_instead_of_a_script_run_pe
                     for (int i = 0; i < kPerWorker; ++i) {
                         Decision d = co_await limiter.take(t, big);
                         if (d.allowed) ++allowed;
-                        if (d.remaining >= big.capacity || d.limit != big.capacity) ++bad_remaining;
+                        // Below capacity, and a bucket that is not full is not full for at least
+                        // a moment more: RateLimit-Reset >= 1.
+                        if (d.remaining >= big.capacity || d.limit != big.capacity || d.reset_seconds < 1)
+                            ++bad_remaining;
                     }
                 },
                 join.handler());
@@ -792,9 +795,10 @@ TEST_F(Redis, a_reservation_held_while_the_bucket_refills_never_lets_a_burst_exc
             ratelimit::RedisLimiter limiter(c);
             const std::string t = fresh_id();
             const Bucket bucket{1'000, 2'000};  // reservations of up to 62 tokens (1/16 of what is left)
-            int over = 0;
+            int over = 0, not_full_but_reset_0 = 0;
             auto check = [&](const Decision& d) {
                 if (d.remaining > bucket.capacity - (d.allowed ? 1 : 0)) ++over;
+                if (d.remaining < bucket.capacity && d.reset_seconds < 1) ++not_full_but_reset_0;
             };
             // Steady traffic below the refill rate: the bucket stays (nearly) full while the shard
             // keeps reserving ahead.
@@ -839,6 +843,8 @@ TEST_F(Redis, a_reservation_held_while_the_bucket_refills_never_lets_a_burst_exc
             EXPECT_TRUE(burst.errors().empty()) << burst.errors().front();
             EXPECT_LE(allowed, 1'000 + static_cast<int>(2'000 * elapsed) + 1) << elapsed << " s";
             EXPECT_EQ(over, 0) << "RateLimit-Remaining never exceeds the capacity (minus the token just taken)";
+            EXPECT_EQ(not_full_but_reset_0, 0)
+                << "RateLimit-Reset is >= 1 while RateLimit-Remaining is below the limit";
             std::printf("burst after steady traffic: %d allowed in %.3f s (capacity 1000 + 2000/s)\n", allowed,
                         elapsed);
         },
