@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "app/app.hpp"
+#include "ratelimit/client_address.hpp"
 #include "redis/client.hpp"
 
 namespace mtapi::app {
@@ -77,6 +78,9 @@ const std::vector<SettingSpec>& settings() {
          "failed logins per client address (IPv6: per /64) per login window before 429"},
         {"MTAPI_LOGIN_WINDOW", "login-window", "15m",
          "time in which a spent login budget refills completely (evenly, attempt by attempt)"},
+        {"MTAPI_TRUSTED_PROXIES", "trusted-proxies", "",
+         "reverse proxies (addresses, CIDR prefixes, comma-separated) whose X-Forwarded-For names the client "
+         "address for login throttling; unset: the TCP peer is the client"},
         {"MTAPI_HASH_THREADS", "hash-threads", "",
          "threads hashing passwords (argon2id), 1-64; default: half the cores, at least 1"},
         {"MTAPI_HASH_QUEUE", "hash-queue", "64", "password hashes that may wait for a thread; beyond → 503"},
@@ -289,6 +293,15 @@ Config load_config(const EnvLookup& env, const std::map<std::string, std::string
              c.login_window = std::chrono::duration_cast<std::chrono::seconds>(parse_duration(n, v));
              if (c.login_window.count() < 1 || c.login_window.count() > 24 * 3600)
                  invalid(n, v, "a duration from 1s to 24h");
+         }},
+        {"MTAPI_TRUSTED_PROXIES",
+         [](Config& c, auto n, auto& v) {
+             try {
+                 ratelimit::TrustedProxies::parse(v);
+             } catch (const std::invalid_argument& e) {
+                 invalid(n, v, "IP addresses or CIDR prefixes, comma-separated: " + std::string(e.what()));
+             }
+             c.trusted_proxies = v;
          }},
         {"MTAPI_JWT_SECRET", [](Config& c, auto, auto& v) { c.jwt_secret = v; }},
         {"MTAPI_JWT_KID", [](Config& c, auto, auto& v) { c.jwt_kid = v; }},

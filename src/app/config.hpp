@@ -72,6 +72,7 @@ struct Config {
     long long login_account_attempts = 10;   // failed logins per (tenant, email) per login window
     long long login_address_attempts = 300;  // failed logins per client address per login window
     std::chrono::seconds login_window{15 * 60};
+    std::string trusted_proxies;  // MTAPI_TRUSTED_PROXIES: validated addresses/CIDRs, comma-separated
 
     unsigned hash_threads = 2;
     std::size_t hash_queue = 64;

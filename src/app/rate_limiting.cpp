@@ -12,7 +12,8 @@ std::size_t plan_index(std::string_view plan) {
 RateLimiting::RateLimiting(const Config& config, const std::vector<boost::asio::io_context*>& contexts)
     : backend_(config.rate_limit_backend),
       fail_closed_(config.rate_limit_fail_closed),
-      plans_{config.plan_free, config.plan_standard, config.plan_enterprise} {
+      plans_{config.plan_free, config.plan_standard, config.plan_enterprise},
+      proxies_(ratelimit::TrustedProxies::parse(config.trusted_proxies)) {
     if (backend_ == Config::RateLimitBackend::off) return;
     auto shards = static_cast<unsigned>(contexts.size());
     memory_ = std::make_unique<ratelimit::MemoryLimiter>();

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "app/config.hpp"
+#include "ratelimit/client_address.hpp"
 #include "ratelimit/failover_limiter.hpp"
 #include "ratelimit/limiter.hpp"
 #include "ratelimit/login_throttle.hpp"
@@ -48,6 +49,9 @@ class RateLimiting {
     ratelimit::LoginThrottle* login(unsigned shard) const {
         return logins_.empty() ? nullptr : logins_.at(shard).get();
     }
+    // The address login attempts are counted by: the TCP peer, or the client it forwards for when
+    // it is one of MTAPI_TRUSTED_PROXIES (ratelimit/client_address.hpp).
+    const ratelimit::TrustedProxies& trusted_proxies() const { return proxies_; }
 
     // The tenant's bucket: its override when both numbers are set, else its plan's default.
     ratelimit::Bucket bucket_for(const tenancy::Tenant& tenant) const;
@@ -74,6 +78,7 @@ class RateLimiting {
     std::vector<ratelimit::Limiter*> limiters_;
     std::vector<std::unique_ptr<ratelimit::LoginThrottle>> logins_;
     std::unique_ptr<ratelimit::DecisionMetrics> decisions_;
+    ratelimit::TrustedProxies proxies_;
 };
 
 }  // namespace mtapi::app

@@ -358,6 +358,65 @@ TEST_F(LoginThrottling, one_address_guessing_many_accounts_is_limited) {
     ASSERT_EQ(redis_cli("FLUSHDB", url), 0);
 }
 
+// POST /api/v1/auth/login with an X-Forwarded-For field, as a reverse proxy on 127.0.0.1 sends it.
+Response login_forwarded_for(std::uint16_t port, const std::string& slug, const std::string& email,
+                             const std::string& forwarded_for) {
+    boost::json::object o;
+    o["tenant"] = slug;
+    o["email"] = email;
+    o["password"] = "wrong";
+    return http_request(port, "POST", "/api/v1/auth/login",
+                        {{"Content-Type", "application/json"}, {"X-Forwarded-For", forwarded_for}},
+                        boost::json::serialize(o), 10s);
+}
+
+// An address of 198.18.0.0/15 (set aside for benchmarks) that no other run uses.
+std::string random_test_address() {
+    const std::string hex = idtest::random_hex(3);
+    return "198." + std::to_string(18 + std::stoi(hex.substr(0, 2), nullptr, 16) % 2) + "." +
+           std::to_string(std::stoi(hex.substr(2, 2), nullptr, 16)) + "." +
+           std::to_string(1 + std::stoi(hex.substr(4, 2), nullptr, 16) % 254);
+}
+
+TEST_F(LoginThrottling, behind_a_trusted_proxy_each_forwarded_client_has_its_own_address_budget) {
+    auto server = env().start_server({{"MTAPI_TRUSTED_PROXIES", "127.0.0.1"}, {"MTAPI_LOGIN_ADDRESS_ATTEMPTS", "3"}});
+    auto t = new_tenant(env(), "rl-xff");
+    const std::string a = random_test_address();
+    std::string b = random_test_address();
+    while (b == a)
+        b = random_test_address();
+    int n = 0;
+    auto email = [&] { return "nobody-" + std::to_string(n++) + "@test.local"; };
+    for (int i = 0; i < 3; ++i) {
+        auto r = login_forwarded_for(server->port(), t.info.slug, email(), a);
+        EXPECT_EQ(r.status, 401) << "attempt " << i << ": " << idtest::describe(r);
+    }
+    EXPECT_TRUE(is_rate_limited(login_forwarded_for(server->port(), t.info.slug, email(), a)));
+    // What the client wrote left of the proxy's entry is not believed.
+    EXPECT_TRUE(is_rate_limited(login_forwarded_for(server->port(), t.info.slug, email(), b + ", " + a)));
+    // Another client behind the same proxy keeps its own budget.
+    auto other = login_forwarded_for(server->port(), t.info.slug, email(), b);
+    EXPECT_EQ(other.status, 401) << idtest::describe(other);
+}
+
+TEST_F(LoginThrottling, without_trusted_proxies_x_forwarded_for_is_ignored) {
+    // Every attempt counts against 127.0.0.1, which other suites share: a Redis database of this
+    // test's own keeps them apart.
+    const std::string url = redis_url_with_db(10);
+    ASSERT_EQ(redis_cli("FLUSHDB", url), 0);
+    auto server = env().start_server({{"MTAPI_REDIS_URL", url}, {"MTAPI_LOGIN_ADDRESS_ATTEMPTS", "3"}});
+    auto t = new_tenant(env(), "rl-noxff");
+    for (int i = 0; i < 3; ++i) {
+        auto r = login_forwarded_for(server->port(), t.info.slug, "nobody-" + std::to_string(i) + "@test.local",
+                                     random_test_address());
+        EXPECT_EQ(r.status, 401) << "attempt " << i << ": " << idtest::describe(r);
+    }
+    EXPECT_TRUE(
+        is_rate_limited(login_forwarded_for(server->port(), t.info.slug, "nobody-3@test.local", random_test_address())))
+        << "a fresh X-Forwarded-For per attempt must not escape the address budget";
+    ASSERT_EQ(redis_cli("FLUSHDB", url), 0);
+}
+
 TEST_F(LoginThrottling, platform_admin_logins_are_throttled_per_email) {
     auto server = env().start_server({{"MTAPI_LOGIN_ACCOUNT_ATTEMPTS", "2"}});
     const std::string body = R"({"email":"ghost-)" + idtest::random_hex(4) + R"(@test.local","password":"wrong"})";

@@ -157,6 +157,9 @@ TEST(Config, rate_limit_settings_are_validated) {
         EXPECT_NE(error_of({{"MTAPI_RATE_LIMIT_FREE", bad}}).find("MTAPI_RATE_LIMIT_FREE"), std::string::npos) << bad;
     EXPECT_NE(error_of({{"MTAPI_LOGIN_ACCOUNT_ATTEMPTS", "0"}}).find("MTAPI_LOGIN_ACCOUNT_ATTEMPTS"),
               std::string::npos);
+    EXPECT_NE(error_of({{"MTAPI_TRUSTED_PROXIES", "10.0.0.0/8,proxy.local"}}).find("MTAPI_TRUSTED_PROXIES"),
+              std::string::npos);
+    EXPECT_EQ(load_config(env_of({{"MTAPI_TRUSTED_PROXIES", "10.0.0.0/8, ::1"}})).trusted_proxies, "10.0.0.0/8, ::1");
     for (const char* bad : {"-1", "1001", "many"})
         EXPECT_NE(error_of({{"MTAPI_RATE_LIMIT_RESERVE", bad}}).find("MTAPI_RATE_LIMIT_RESERVE"), std::string::npos)
             << bad;

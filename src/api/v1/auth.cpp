@@ -5,7 +5,8 @@
 // of a suspended tenant learn that it is suspended (403).
 //
 // Both are throttled against password guessing (ratelimit/login_throttle.hpp): per (tenant,
-// email) and per client address, counting failed attempts only. A refused attempt answers 429
+// email) and per client address (the TCP peer, or the client a trusted proxy forwards for:
+// ratelimit/client_address.hpp), counting failed attempts only. A refused attempt answers 429
 // with Retry-After and checks no password.
 
 #include <boost/asio/awaitable.hpp>
@@ -123,10 +124,15 @@ asio::awaitable<Response> throttled(app::App& app, const RequestContext& ctx, co
                                     const std::string& email, F attempt) {
     ratelimit::LoginThrottle* throttle = app.rate_limits ? app.rate_limits->login(ctx.shard) : nullptr;
     if (throttle == nullptr) co_return co_await attempt();
+    std::vector<std::string_view> forwarded;
+    if (!app.rate_limits->trusted_proxies().empty())
+        for (const auto& [name, value] : ctx.headers)
+            if (http::iequals(name, "X-Forwarded-For")) forwarded.push_back(value);
+    const std::string client = app.rate_limits->trusted_proxies().client_address(ctx.remote_address, forwarded);
     ratelimit::LoginVerdict verdict;
     bool unavailable = false;
     try {
-        verdict = co_await throttle->begin(scope, email, ctx.remote_address);
+        verdict = co_await throttle->begin(scope, email, client);
     } catch (const ratelimit::Unavailable&) {
         unavailable = true;
     }
@@ -150,7 +156,7 @@ asio::awaitable<Response> throttled(app::App& app, const RequestContext& ctx, co
     } catch (const Problem& p) {
         problem = p;
     }
-    if (!problem || problem->status() != 401) co_await throttle->succeeded(scope, email, ctx.remote_address);
+    if (!problem || problem->status() != 401) co_await throttle->succeeded(scope, email, client);
     if (problem) throw *problem;
     co_return r;
 }
