@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "util/text.hpp"
+
 namespace mtapi::auth {
 namespace {
 
@@ -83,14 +85,6 @@ bool valid_kid(std::string_view kid) {
     return true;
 }
 
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-        s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-        s.remove_suffix(1);
-    return s;
-}
-
 // Splits off the text before the next ':' (nullopt when there is none).
 std::optional<std::string_view> next_field(std::string_view& rest) {
     const auto colon = rest.find(':');
@@ -152,7 +146,7 @@ Key load_entry(std::string_view text, const Keyring::EnvLookup& env) {
 void load_spec(std::string_view spec, const Keyring::EnvLookup& env, std::vector<Key>& keys) {
     while (!spec.empty()) {
         const auto comma = spec.find(',');
-        const auto entry = trim(spec.substr(0, comma));
+        const auto entry = util::trim_blanks(spec.substr(0, comma));
         spec = comma == std::string_view::npos ? std::string_view{} : spec.substr(comma + 1);
         if (entry.empty()) continue;
         keys.push_back(load_entry(entry, env));

@@ -5,18 +5,12 @@
 #include <optional>
 #include <stdexcept>
 
+#include "util/text.hpp"
+
 namespace mtapi::ratelimit {
 namespace {
 
 namespace ip = boost::asio::ip;
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-        s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-        s.remove_suffix(1);
-    return s;
-}
 
 // An address in canonical form: IPv4-mapped IPv6 becomes IPv4. "[v6]" is accepted too.
 std::optional<ip::address> parse_address(std::string_view text) {
@@ -40,7 +34,7 @@ template <class Fn>
 void for_each_entry(std::string_view list, Fn fn) {
     for (;;) {
         const auto comma = list.find(',');
-        std::string_view entry = trim(list.substr(0, comma));
+        std::string_view entry = util::trim_blanks(list.substr(0, comma));
         fn(entry);
         if (comma == std::string_view::npos) break;
         list.remove_prefix(comma + 1);
@@ -51,7 +45,7 @@ void for_each_entry(std::string_view list, Fn fn) {
 
 TrustedProxies TrustedProxies::parse(std::string_view list) {
     TrustedProxies t;
-    if (trim(list).empty()) return t;
+    if (util::trim_blanks(list).empty()) return t;
     for_each_entry(list, [&](std::string_view entry) {
         std::string_view address = entry;
         std::optional<int> bits;
@@ -93,7 +87,7 @@ bool TrustedProxies::matches(const std::array<std::uint8_t, 16>& address) const 
 }
 
 bool TrustedProxies::contains(std::string_view address) const {
-    const auto a = parse_address(trim(address));
+    const auto a = parse_address(util::trim_blanks(address));
     return a && matches(bytes_of(*a));
 }
 
