@@ -29,22 +29,17 @@ void add_pool_metrics(obs::MetricsRegistry& registry, App& app) {
             hits += s.affinity_hits;
             misses += s.affinity_misses;
         }
-        out.append("# HELP mtapi_db_connections PostgreSQL connections by state.\n");
-        out.append("# TYPE mtapi_db_connections gauge\n");
-        out.append("mtapi_db_connections{state=\"open\"} " + std::to_string(total) + "\n");
-        out.append("mtapi_db_connections{state=\"idle\"} " + std::to_string(idle) + "\n");
-        out.append("# HELP mtapi_db_waiters Requests waiting for a PostgreSQL connection.\n");
-        out.append("# TYPE mtapi_db_waiters gauge\n");
-        out.append("mtapi_db_waiters " + std::to_string(waiting) + "\n");
-        out.append("# HELP mtapi_db_connect_failures_total Failed PostgreSQL connection attempts.\n");
-        out.append("# TYPE mtapi_db_connect_failures_total counter\n");
-        out.append("mtapi_db_connect_failures_total " + std::to_string(failures) + "\n");
-        out.append(
-            "# HELP mtapi_db_affinity_total Idle connections chosen for a tenant transaction: one that last served "
-            "the same tenant (hit) or another (miss).\n");
-        out.append("# TYPE mtapi_db_affinity_total counter\n");
-        out.append("mtapi_db_affinity_total{result=\"hit\"} " + std::to_string(hits) + "\n");
-        out.append("mtapi_db_affinity_total{result=\"miss\"} " + std::to_string(misses) + "\n");
+        obs::append_family(out, "mtapi_db_connections", "gauge", "PostgreSQL connections by state.");
+        obs::append_sample(out, "mtapi_db_connections", R"({state="open"})", total);
+        obs::append_sample(out, "mtapi_db_connections", R"({state="idle"})", idle);
+        obs::append_metric(out, "mtapi_db_waiters", "gauge", "Requests waiting for a PostgreSQL connection.", waiting);
+        obs::append_metric(out, "mtapi_db_connect_failures_total", "counter", "Failed PostgreSQL connection attempts.",
+                           failures);
+        obs::append_family(out, "mtapi_db_affinity_total", "counter",
+                           "Idle connections chosen for a tenant transaction: one that last served the same tenant "
+                           "(hit) or another (miss).");
+        obs::append_sample(out, "mtapi_db_affinity_total", R"({result="hit"})", hits);
+        obs::append_sample(out, "mtapi_db_affinity_total", R"({result="miss"})", misses);
     });
 }
 

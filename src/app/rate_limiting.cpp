@@ -1,5 +1,7 @@
 #include "app/rate_limiting.hpp"
 
+#include "obs/metrics.hpp"
+
 namespace mtapi::app {
 
 std::size_t plan_index(std::string_view plan) {
@@ -84,19 +86,14 @@ void RateLimiting::render_metrics(std::string& out) const {
         decided += f->redis_limiter().decisions();
         reserved += f->redis_limiter().reserved();
     }
-    out.append(
-        "# HELP mtapi_ratelimit_redis_batches_total Token bucket script runs; each decides the requests of one "
-        "tenant that waited for it and may reserve tokens ahead.\n");
-    out.append("# TYPE mtapi_ratelimit_redis_batches_total counter\n");
-    out.append("mtapi_ratelimit_redis_batches_total " + std::to_string(batches) + "\n");
-    out.append("# HELP mtapi_ratelimit_redis_batched_decisions_total Requests decided by the Redis backend.\n");
-    out.append("# TYPE mtapi_ratelimit_redis_batched_decisions_total counter\n");
-    out.append("mtapi_ratelimit_redis_batched_decisions_total " + std::to_string(decided) + "\n");
-    out.append(
-        "# HELP mtapi_ratelimit_redis_reserved_decisions_total Of those, requests that spent a token reserved "
-        "ahead, without a script run.\n");
-    out.append("# TYPE mtapi_ratelimit_redis_reserved_decisions_total counter\n");
-    out.append("mtapi_ratelimit_redis_reserved_decisions_total " + std::to_string(reserved) + "\n");
+    obs::append_metric(out, "mtapi_ratelimit_redis_batches_total", "counter",
+                       "Token bucket script runs; each decides the requests of one tenant that waited for it "
+                       "and may reserve tokens ahead.",
+                       batches);
+    obs::append_metric(out, "mtapi_ratelimit_redis_batched_decisions_total", "counter",
+                       "Requests decided by the Redis backend.", decided);
+    obs::append_metric(out, "mtapi_ratelimit_redis_reserved_decisions_total", "counter",
+                       "Of those, requests that spent a token reserved ahead, without a script run.", reserved);
     redis::ClientStats rs;
     for (const auto& c : clients_)
         rs += c->stats();

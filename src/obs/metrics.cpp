@@ -27,6 +27,17 @@ void append_seconds(std::string& out, std::uint64_t us) {
 
 }  // namespace
 
+void append_family(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
+    out.append("# HELP ").append(name).push_back(' ');
+    out.append(help).append("\n# TYPE ").append(name).push_back(' ');
+    out.append(type).push_back('\n');
+}
+
+void append_sample(std::string& out, std::string_view name, std::string_view labels, std::uint64_t value) {
+    out.append(name).append(labels).push_back(' ');
+    out.append(std::to_string(value)).push_back('\n');
+}
+
 HttpMetrics::HttpMetrics(std::vector<RouteLabel> routes, unsigned shards) : routes_(std::move(routes)) {
     for (unsigned i = 0; i < shards; ++i)
         shards_.push_back(std::make_unique<Shard>((routes_.size() + 1) * 5));

@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace mtapi::obs {
@@ -50,6 +51,17 @@ class HttpMetrics {
     std::vector<RouteLabel> routes_;
     std::vector<std::unique_ptr<Shard>> shards_;
 };
+
+// Prometheus text format helpers: the # HELP and # TYPE lines of a metric family, and one sample
+// (`labels` is empty or the rendered braces, e.g. {result="hit"}).
+void append_family(std::string& out, std::string_view name, std::string_view type, std::string_view help);
+void append_sample(std::string& out, std::string_view name, std::string_view labels, std::uint64_t value);
+// A family of a single unlabelled sample.
+inline void append_metric(std::string& out, std::string_view name, std::string_view type, std::string_view help,
+                          std::uint64_t value) {
+    append_family(out, name, type, help);
+    append_sample(out, name, {}, value);
+}
 
 // Process-wide list of metric producers; /metrics concatenates their output.
 class MetricsRegistry {

@@ -1,6 +1,7 @@
 #include "ratelimit/failover_limiter.hpp"
 
 #include "obs/log.hpp"
+#include "obs/metrics.hpp"
 #include "redis/client.hpp"
 
 namespace mtapi::ratelimit {
@@ -37,32 +38,21 @@ FailoverStats& FailoverStats::operator+=(const FailoverStats& o) {
 }
 
 void render_metrics(std::string& out, const FailoverStats& s, bool degraded) {
-    auto line = [&out](std::string_view name, std::string_view labels, std::uint64_t v) {
-        out.append(name);
-        out.append(labels);
-        out.push_back(' ');
-        out.append(std::to_string(v));
-        out.push_back('\n');
-    };
-    out.append("# HELP mtapi_ratelimit_decisions_total Rate limit decisions, by deciding backend and result.\n");
-    out.append("# TYPE mtapi_ratelimit_decisions_total counter\n");
-    line("mtapi_ratelimit_decisions_total", R"({backend="redis",result="allowed"})", s.redis_allowed);
-    line("mtapi_ratelimit_decisions_total", R"({backend="redis",result="limited"})", s.redis_limited);
-    line("mtapi_ratelimit_decisions_total", R"({backend="memory",result="allowed"})", s.fallback_allowed);
-    line("mtapi_ratelimit_decisions_total", R"({backend="memory",result="limited"})", s.fallback_limited);
-    out.append(
-        "# HELP mtapi_ratelimit_fallback_decisions_total Decisions made in process because Redis was unusable.\n");
-    out.append("# TYPE mtapi_ratelimit_fallback_decisions_total counter\n");
-    line("mtapi_ratelimit_fallback_decisions_total", "", s.fallback_allowed + s.fallback_limited);
-    out.append("# HELP mtapi_ratelimit_unavailable_total Requests refused because Redis was unusable (fail-closed).\n");
-    out.append("# TYPE mtapi_ratelimit_unavailable_total counter\n");
-    line("mtapi_ratelimit_unavailable_total", "", s.unavailable);
-    out.append("# HELP mtapi_ratelimit_redis_errors_total Rate limit calls to Redis that failed.\n");
-    out.append("# TYPE mtapi_ratelimit_redis_errors_total counter\n");
-    line("mtapi_ratelimit_redis_errors_total", "", s.redis_errors);
-    out.append("# HELP mtapi_ratelimit_degraded 1 while some shard decides without Redis.\n");
-    out.append("# TYPE mtapi_ratelimit_degraded gauge\n");
-    line("mtapi_ratelimit_degraded", "", degraded ? 1 : 0);
+    using obs::append_family, obs::append_metric, obs::append_sample;
+    constexpr std::string_view decisions = "mtapi_ratelimit_decisions_total";
+    append_family(out, decisions, "counter", "Rate limit decisions, by deciding backend and result.");
+    append_sample(out, decisions, R"({backend="redis",result="allowed"})", s.redis_allowed);
+    append_sample(out, decisions, R"({backend="redis",result="limited"})", s.redis_limited);
+    append_sample(out, decisions, R"({backend="memory",result="allowed"})", s.fallback_allowed);
+    append_sample(out, decisions, R"({backend="memory",result="limited"})", s.fallback_limited);
+    append_metric(out, "mtapi_ratelimit_fallback_decisions_total", "counter",
+                  "Decisions made in process because Redis was unusable.", s.fallback_allowed + s.fallback_limited);
+    append_metric(out, "mtapi_ratelimit_unavailable_total", "counter",
+                  "Requests refused because Redis was unusable (fail-closed).", s.unavailable);
+    append_metric(out, "mtapi_ratelimit_redis_errors_total", "counter", "Rate limit calls to Redis that failed.",
+                  s.redis_errors);
+    append_metric(out, "mtapi_ratelimit_degraded", "gauge", "1 while some shard decides without Redis.",
+                  degraded ? 1 : 0);
 }
 
 FailoverLimiter::FailoverLimiter(redis::Client& client, MemoryLimiter& memory, FailoverOptions options,

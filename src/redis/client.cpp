@@ -21,6 +21,7 @@
 #include <optional>
 
 #include "obs/log.hpp"
+#include "obs/metrics.hpp"
 #include "util/uuid.hpp"
 
 namespace mtapi::redis {
@@ -180,23 +181,18 @@ void render_metrics(std::string& out, const ClientStats& s) {
     out.append(seconds(s.latency_sum_us));
     out.append("\nmtapi_redis_command_duration_seconds_count ");
     out.append(std::to_string(s.commands));
-    out.append("\n# HELP mtapi_redis_errors_total Redis commands that failed, by kind.\n");
-    out.append("# TYPE mtapi_redis_errors_total counter\n");
-    out.append("mtapi_redis_errors_total{kind=\"reply\"} " + std::to_string(s.reply_errors) + "\n");
-    out.append("mtapi_redis_errors_total{kind=\"connection\"} " + std::to_string(s.connection_errors) + "\n");
-    out.append("mtapi_redis_errors_total{kind=\"timeout\"} " + std::to_string(s.timeouts) + "\n");
-    out.append("# HELP mtapi_redis_connects_total Redis connections established.\n");
-    out.append("# TYPE mtapi_redis_connects_total counter\n");
-    out.append("mtapi_redis_connects_total " + std::to_string(s.connects) + "\n");
-    out.append("# HELP mtapi_redis_connect_failures_total Failed attempts to connect to Redis.\n");
-    out.append("# TYPE mtapi_redis_connect_failures_total counter\n");
-    out.append("mtapi_redis_connect_failures_total " + std::to_string(s.connect_failures) + "\n");
-    out.append("# HELP mtapi_redis_disconnects_total Established Redis connections lost or dropped.\n");
-    out.append("# TYPE mtapi_redis_disconnects_total counter\n");
-    out.append("mtapi_redis_disconnects_total " + std::to_string(s.drops) + "\n");
-    out.append("# HELP mtapi_redis_healthy_connections Shards whose Redis connection is up and answering.\n");
-    out.append("# TYPE mtapi_redis_healthy_connections gauge\n");
-    out.append("mtapi_redis_healthy_connections " + std::to_string(s.healthy) + "\n");
+    out.push_back('\n');
+    obs::append_family(out, "mtapi_redis_errors_total", "counter", "Redis commands that failed, by kind.");
+    obs::append_sample(out, "mtapi_redis_errors_total", R"({kind="reply"})", s.reply_errors);
+    obs::append_sample(out, "mtapi_redis_errors_total", R"({kind="connection"})", s.connection_errors);
+    obs::append_sample(out, "mtapi_redis_errors_total", R"({kind="timeout"})", s.timeouts);
+    obs::append_metric(out, "mtapi_redis_connects_total", "counter", "Redis connections established.", s.connects);
+    obs::append_metric(out, "mtapi_redis_connect_failures_total", "counter", "Failed attempts to connect to Redis.",
+                       s.connect_failures);
+    obs::append_metric(out, "mtapi_redis_disconnects_total", "counter",
+                       "Established Redis connections lost or dropped.", s.drops);
+    obs::append_metric(out, "mtapi_redis_healthy_connections", "gauge",
+                       "Shards whose Redis connection is up and answering.", s.healthy);
 }
 
 // ----------------------------------------------------------------------------- the connection
